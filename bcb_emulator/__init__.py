@@ -1,0 +1,1 @@
+"""BCB transport emulator."""

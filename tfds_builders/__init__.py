@@ -1,0 +1,1 @@
+"""tfds_builders."""
