@@ -120,6 +120,7 @@ class Grid:
 GRIDS: dict[str, Grid] = {
     "native": Grid("native", jm=90, im=144),  # 2° × 2.5°
     "coarse": Grid("coarse", jm=46, im=72),  # 4° × 5°
+    "tiny": Grid("tiny", jm=24, im=36),  # 8° × 10°: fast tests of whole-model paths only
 }
 
 

@@ -80,7 +80,7 @@ class RedNoise:
 
 
 #: Convective updraft mass flux per unit convective rain, (kg m-2 s-1) / (kg m-2 s-1).
-CONVECTIVE_MASS_FLUX_PER_RAIN = 120.0
+CONVECTIVE_MASS_FLUX_PER_RAIN = 180.0
 
 
 @dataclasses.dataclass
@@ -132,7 +132,7 @@ class SyntheticMeteorology:
     # ----- static geometry ---------------------------------------------------------------------
     @functools.cached_property
     def ps(self) -> np.ndarray:
-        """Surface pressure ``(jm, im)``, hPa: subtropical highs, subpolar lows; constant in time."""
+        """Surface pressure ``(jm, im)``, hPa: subtropical highs, subpolar lows; steady."""
         return self._ps_at(np.deg2rad(self.grid.lat))[:, None] * np.ones(self.grid.im)
 
     @staticmethod
@@ -254,7 +254,7 @@ class SyntheticMeteorology:
 
     def mass_fluxes(self, t_days: float):
         """Face mass fluxes ``(U, V, W)``, kg/s, each ``(n_layers, jm, im)``; also ψ_wave."""
-        grid, vgrid = self.grid, self.vgrid
+        grid = self.grid
         lat_e = np.deg2rad(grid.lat_edges)
         psi, psi_wave = self._streamfunction(t_days)  # (nl, jm + 1, im)
         # Mass streamfunction: ψ times the layer's air mass per area at the corner.

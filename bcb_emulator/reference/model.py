@@ -33,7 +33,6 @@ from bcb_emulator.reference.meteorology import DAY, SyntheticMeteorology, Transp
 BCB_UNIT = 1.0e-11
 #: ModelE's emission file unit: 10^-12 kg m-2 s-1.
 EMISSION_UNIT = 1.0e-12
-RESTART_NAME = "restart.npz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,19 +207,23 @@ class ReferenceModel:
         return k_dry, k_wet, conv_scav
 
     def step(self) -> None:
-        """Advances the model by one time step."""
+        """Advances the model by one time step.
+
+        Winds, rain and convection are refreshed every ``met_every`` steps on a clock aligned
+        to midnight, so a run restarted at any step follows the uninterrupted one exactly.
+        """
         cfg = self.config
-        if self._tf is None or self.step_count % cfg.met_every == 0:
-            self._tf = self.met.transport(self.time)
+        n = int(round(self.time * DAY / cfg.dt))  # steps since 1850-01-01
+        if self._tf is None or n % cfg.met_every == 0:
+            t_met = (n - n % cfg.met_every) * cfg.dt / DAY
+            self._tf = self.met.transport(t_met)
             self._rates = self._removal_rates(self._tf)
             self._mu_step = self._tf.mu_top * self.grid.area[None] * cfg.dt
             self._fluxes = [f * cfg.dt for f in (self._tf.u_flux, self._tf.v_flux, self._tf.w_flux)]
         tf = self._tf
         mass = self._mass
         mass[...] = self.air_mass
-        most = qus.advect(
-            self.tracer, self.moments, mass, *self._fluxes, reverse=bool(self.step_count % 2)
-        )
+        most = qus.advect(self.tracer, self.moments, mass, *self._fluxes, reverse=bool(n % 2))
         self.max_substeps = max(self.max_substeps, most)
         flux, share = self.emissions.flux(self.time + 0.5 * cfg.dt / DAY)
         pblht, _, _ = self.met.boundary_layer(self.time, tf.rain)
@@ -233,7 +236,7 @@ class ReferenceModel:
         self.budget.dry_deposited += budget[physics.DRY_DEPOSITED]
         self.budget.wet_large_scale += budget[physics.WET_LARGE_SCALE]
         self.budget.wet_convective += budget[physics.WET_CONVECTIVE]
-        self.time += cfg.dt / DAY
+        self.time = (n + 1) * cfg.dt / DAY
         self.step_count += 1
 
     def output_fields(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -260,9 +263,9 @@ class ReferenceModel:
         """Simulates ``[start, end]`` (inclusive, YYYY-MM-DD) and writes daily files.
 
         A spin-up of ``config.spinup_days`` precedes `start`. A restart file in `out_dir`
-        is written after every day; with `resume`, a run restarts from it and skips the days
-        already written. Time stamps sit at the middle of each output interval (HH:15 and
-        HH:45 for half-hourly output), fields are the state at that time.
+        (``restart_<scenario>.npz``) is written after every day; with `resume`, a run restarts
+        from it and skips the days already written. Each written field is the state after a
+        model step, stamped at the middle of that step (HH:15 or HH:45).
         """
         from tqdm.auto import tqdm
 
@@ -272,8 +275,9 @@ class ReferenceModel:
             raise ValueError(f"`end` must not precede `start`. Received: {start}..{end}")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        restart = out_dir / RESTART_NAME
-        (out_dir / "simulation_config.json").write_text(cfg.to_json())
+        # One restart file and config record per scenario: several runs may share a folder.
+        restart = out_dir / f"restart_{cfg.scenario}.npz"
+        (out_dir / f"simulation_{cfg.scenario}.json").write_text(cfg.to_json())
         steps_per_day = int(DAY // cfg.dt)
         if resume and restart.exists():
             self.load_restart(restart)

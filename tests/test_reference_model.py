@@ -1,0 +1,158 @@
+"""The reference model as a whole: budget, positivity, determinism, restart, climatology."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bcb_emulator.grid import get_grid
+from bcb_emulator.reference import physics
+from bcb_emulator.reference.emissions import FIRE_REGIONS, FireEmissions, get_scenario
+from bcb_emulator.reference.meteorology import DAY, SyntheticMeteorology, load_land_fraction
+from bcb_emulator.reference.model import ReferenceModel, SimulationConfig, parse_date
+
+JUL_2010 = parse_date("2010-07-01")
+
+
+def _model(grid="tiny", **kw):
+    model = ReferenceModel(SimulationConfig(grid=grid, spinup_days=0, **kw))
+    model.time = float(JUL_2010)
+    return model
+
+
+def test_mass_budget_closes_to_round_off_and_tracer_stays_non_negative():
+    model = _model()
+    for _ in range(96):  # two days
+        model.step()
+        assert model.tracer.min() >= 0.0
+    b = model.budget
+    assert b.emitted > 0 and b.dry_deposited > 0 and b.wet_large_scale > 0 and b.wet_convective > 0
+    residual = model.total_mass() - (b.emitted - b.removed)
+    assert abs(residual) / b.emitted <= 1e-12
+
+
+def test_column_physics_conserves_mass_with_only_transport_processes():
+    model = _model()
+    for _ in range(12):
+        model.step()
+    tf = model._tf
+    grid = model.grid
+    before = model.total_mass()
+    zeros2 = np.zeros(grid.shape)
+    budget = physics.column_physics(
+        model.tracer, model.moments, model.air_mass, tf.z_edges, zeros2, zeros2,
+        np.full(grid.shape, 1500.0), model._mu_step, np.zeros_like(model.tracer), zeros2,
+        np.zeros_like(model.tracer), 1800.0, 3600.0,
+    )  # fmt: skip
+    assert np.all(budget == 0.0)
+    assert model.total_mass() == pytest.approx(before, rel=1e-13)
+
+
+def test_same_seed_same_state_other_seed_other_weather():
+    a, b, c = _model(seed=5), _model(seed=5), _model(seed=6)
+    for _ in range(6):
+        a.step()
+        b.step()
+        c.step()
+    np.testing.assert_array_equal(a.tracer, b.tracer)
+    assert not np.allclose(a.tracer, c.tracer)
+
+
+def test_restart_continues_exactly(tmp_path):
+    straight = _model()
+    for _ in range(10):
+        straight.step()
+    first = _model()
+    for _ in range(4):
+        first.step()
+    first.save_restart(tmp_path / "r.npz")
+    second = _model()
+    second.load_restart(tmp_path / "r.npz")
+    for _ in range(6):
+        second.step()
+    np.testing.assert_array_equal(second.tracer, straight.tracer)
+    assert second.budget == straight.budget
+
+
+def test_restart_from_another_configuration_is_refused(tmp_path):
+    model = _model()
+    model.save_restart(tmp_path / "r.npz")
+    other = _model(seed=9)
+    with pytest.raises(ValueError, match="another configuration"):
+        other.load_restart(tmp_path / "r.npz")
+
+
+def test_annual_emission_totals_match_the_scenarios():
+    grid = get_grid("coarse")
+    times = np.arange(0, 365, 0.125)  # 3-hourly: the diurnal cycle averages out
+    totals = {}
+    for name, year in (("pi", 1851), ("2010s", 2010), ("2020s", 2021)):
+        fires = FireEmissions(grid, get_scenario(name), seed=0)
+        start = parse_date(f"{year}-01-01")
+        kg = sum((fires.flux(start + t)[0] * grid.area).sum() for t in times) * 0.125 * DAY
+        totals[name] = kg / 1e9
+    assert totals["pi"] == pytest.approx(1.56, rel=0.08)
+    assert totals["2010s"] == pytest.approx(1.75, rel=0.08)
+    assert totals["2020s"] > 1.1 * totals["2010s"]  # the extreme boreal season of 2021
+
+
+@pytest.mark.parametrize(
+    "region, months",
+    [("NHAF", {12, 1}), ("SHAF", {6, 7, 8, 9}), ("SHSA", {8, 9, 10}), ("BOAS", {6, 7, 8}),
+     ("SEAS", {2, 3, 4}), ("EQAS", {8, 9, 10}), ("AUST", {9, 10, 11, 12})],
+)  # fmt: skip
+def test_fire_seasons_peak_in_their_months(region, months):
+    fires = FireEmissions(get_grid("coarse"), get_scenario("2010s"))
+    n = [r.name for r in FIRE_REGIONS].index(region)
+    month_of_day = np.searchsorted(np.cumsum([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]),
+                                   np.arange(365), side="right") + 1  # fmt: skip
+    monthly = [fires.seasonal[n, month_of_day == m].mean() for m in range(1, 13)]
+    assert int(np.argmax(monthly)) + 1 in months
+
+
+def test_land_fraction_is_the_earths():
+    grid = get_grid("coarse")
+    land = load_land_fraction(grid)
+    assert np.average(land, weights=grid.area) == pytest.approx(0.29, abs=0.02)
+    j_sahara, i_sahara = np.argmin(np.abs(grid.lat - 22)), np.argmin(np.abs(grid.lon - 12))
+    j_pacific, i_pacific = np.argmin(np.abs(grid.lat)), np.argmin(np.abs(grid.lon + 150))
+    assert land[j_sahara, i_sahara] > 0.95 and land[j_pacific, i_pacific] < 0.05
+
+
+def test_meteorology_climatology():
+    grid = get_grid("coarse")
+    model = _model(grid="coarse")
+    met = model.met
+    pbl, rain, u1 = [], [], []
+    for t in JUL_2010 + np.arange(0, 4, 0.125):
+        tf = met.transport(t)
+        diag = met.diagnostics(t, tf)
+        pbl.append(diag["pblht_bp"])
+        rain.append(tf.rain)
+        u1.append(diag["u"][0])
+    pbl, rain, u1 = np.array(pbl), np.array(rain), np.array(u1)
+    area = grid.area
+    assert np.average(pbl.mean(0), weights=area) == pytest.approx(430.0, rel=0.3)
+    land = met.landfr > 0.9
+    assert pbl[:, land].min() < 300.0 and pbl[:, land].max() > 1200.0  # diurnal over land
+    zonal_rain = rain.mean(axis=(0, 2))
+    itcz = zonal_rain[np.abs(grid.lat - 10) < 8].max()
+    subtropics = zonal_rain[np.abs(grid.lat + 25) < 5].mean()
+    assert itcz > 3 * subtropics  # July ITCZ north of the equator, dry southern subtropics
+    assert -40.0 < u1.min() < -5.0 and 10.0 < u1.max() < 50.0
+    diag = met.diagnostics(JUL_2010, met.transport(JUL_2010))
+    np.testing.assert_allclose(diag["th"], diag["t"] * (1000.0 / diag["p_3d"]) ** 0.286)
+    assert np.all(np.diff(diag["p_3d"], axis=0) < 0) and np.all(np.diff(diag["z"], axis=0) > 0)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="output_every"):
+        SimulationConfig(output_every=7)
+    with pytest.raises(ValueError, match="scenario"):
+        SimulationConfig(scenario="1990s")
+    with pytest.raises(ValueError, match="grid|name"):
+        SimulationConfig(grid="1x1")
+    assert dataclasses.replace(SimulationConfig.preset("demo"), seed=2).output_every == 6
+
+
+_ = SyntheticMeteorology
