@@ -70,7 +70,7 @@ class SimulationConfig:
     dry_velocity_ocean: float = 3.0e-4
     soluble_fraction: float = 0.8
     washout: float = 1.0
-    incloud_per_mm: float = 1.0
+    incloud_per_mm: float = 1.4
     convective_efficiency: float = 0.35
 
     def __post_init__(self):
