@@ -28,6 +28,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
@@ -136,7 +138,7 @@ def _limit(anm1, an, fnm1, fn, sn, sx, sxx):
     return -sd, fn, sx, sxx
 
 
-@numba.njit(cache=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
+@numba.njit(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
 def _sweep_tile(s, mom, mass, dm, periodic, f, fmom, frac, flag):
     """One QUS step along the first axis of a tile of lines; updates it in place.
 
@@ -291,7 +293,8 @@ def sweep_x(s, mom, mass, u_flux, scale):
 
     Returns the largest number of sub-steps any row used.
     """
-    return _check_substeps(_sweep_x(s, mom, mass, u_flux, scale))
+    nl, jm, im = s.shape
+    return _check_substeps(_sweep_x(s, mom, mass, u_flux, scale, *_workspace(im, nl, False)))
 
 
 def sweep_z(s, mom, mass, w_flux, scale):
@@ -299,11 +302,33 @@ def sweep_z(s, mom, mass, w_flux, scale):
 
     The surface and the lid are closed. Returns the most sub-steps any row used.
     """
-    return _check_substeps(_sweep_z(s, mom, mass, w_flux, scale))
+    nl, jm, im = s.shape
+    return _check_substeps(_sweep_z(s, mom, mass, w_flux, scale, *_workspace(nl + 2, im, True)))
+
+
+@functools.lru_cache(maxsize=16)
+def _workspace(n: int, nb: int, closed: bool):
+    """Per-thread work tiles ``(n, nb)`` for the sweep kernels, allocated once per shape.
+
+    Fresh large arrays on every call would cost page faults each time; tiles are indexed by
+    ``numba.get_thread_id()``. A closed tile (z sweep) starts with empty boundary cells.
+    """
+    threads = numba.config.NUMBA_NUM_THREADS
+    tmass = np.ones((threads, n, nb))
+    return (
+        np.zeros((threads, n, nb)),  # tracer
+        np.zeros((threads, N_MOMENTS, n, nb)),  # moments
+        tmass,  # air mass (1 in closed boundary cells: no division by zero)
+        np.zeros((threads, n, nb)),  # air mass flux per face
+        np.empty((threads, n, nb)),  # tracer flux
+        np.empty((threads, N_MOMENTS, n, nb)),  # moment fluxes
+        np.empty((threads, 2, n, nb)),  # flux fractions
+        np.empty((threads, nb), np.bool_),  # limiter flags
+    )
 
 
 @numba.njit(parallel=True, cache=True)
-def _sweep_x(s, mom, mass, u_flux, scale):
+def _sweep_x(s, mom, mass, u_flux, scale, w_s, w_mom, w_mass, w_dm, w_f, w_fmom, w_frac, w_flag):
     """Kernel of :func:`sweep_x`. Each row is one tile: lines along longitude, one per layer.
 
     Returns the sub-steps of each row (0: too many needed; -1: a cell was emptied).
@@ -311,14 +336,9 @@ def _sweep_x(s, mom, mass, u_flux, scale):
     nl, jm, im = s.shape
     used = np.ones(jm, np.int64)
     for j in numba.prange(1, jm - 1):  # polar caps are single cells: nothing moves within them
-        ts = np.empty((im, nl))
-        tmom = np.empty((N_MOMENTS, im, nl))
-        tmass = np.empty((im, nl))
-        tdm = np.empty((im, nl))
-        f = np.empty((im, nl))
-        fmom = np.empty((N_MOMENTS, im, nl))
-        frac = np.empty((2, im, nl))
-        flag = np.empty(nl, np.bool_)
+        tid = numba.get_thread_id()
+        ts, tmom, tmass, tdm = w_s[tid], w_mom[tid], w_mass[tid], w_dm[tid]
+        f, fmom, frac, flag = w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
         for k in range(nl):
             for i in range(im):
                 ts[i, k] = s[k, j, i]
@@ -334,7 +354,9 @@ def _sweep_x(s, mom, mass, u_flux, scale):
         if n_sub == 0:
             continue
         if n_sub > 1:
-            tdm /= n_sub
+            for i in range(im):
+                for k in range(nl):
+                    tdm[i, k] /= n_sub
         for _ in range(n_sub):
             if _sweep_tile(ts, tmom, tmass, tdm, True, f, fmom, frac, flag):
                 used[j] = -1
@@ -359,8 +381,14 @@ def _check_substeps(used: np.ndarray) -> int:
     return int(used.max())
 
 
-@numba.njit(parallel=True, cache=True)
 def sweep_y(s, mom, mass, v_flux, scale):
+    """Advects along latitude with fluxes ``scale * v_flux``, exchanging with the polar caps."""
+    nl, jm, im = s.shape
+    _sweep_y(s, mom, mass, v_flux, scale, *_workspace(jm, im, False))
+
+
+@numba.njit(parallel=True, cache=True)
+def _sweep_y(s, mom, mass, v_flux, scale, w_s, w_mom, w_mass, w_dm, w_f, w_fmom, w_frac, w_flag):
     """Advects along latitude with fluxes ``scale * v_flux``, exchanging with the polar caps.
 
     Each layer is one tile: lines along latitude, one per longitude. Each cap is gathered into
@@ -371,14 +399,9 @@ def sweep_y(s, mom, mass, v_flux, scale):
     nl, jm, im = s.shape
     status = np.ones(nl, np.int64)
     for k in numba.prange(nl):
-        ts = np.empty((jm, im))
-        tmom = np.empty((N_MOMENTS, jm, im))
-        tmass = np.empty((jm, im))
-        tdm = np.empty((jm - 1, im))
-        f = np.empty((jm, im))
-        fmom = np.empty((N_MOMENTS, jm, im))
-        frac = np.empty((2, jm, im))
-        flag = np.empty(im, np.bool_)
+        tid = numba.get_thread_id()
+        ts, tmom, tmass, tdm = w_s[tid], w_mom[tid], w_mass[tid], w_dm[tid]
+        f, fmom, frac, flag = w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
         # Cap totals: air, tracer, z and zz moments (local c and cc in a y-sweep).
         caps = np.zeros((2, 4))
         for pole in range(2):
@@ -450,7 +473,7 @@ def sweep_y(s, mom, mass, v_flux, scale):
 
 
 @numba.njit(parallel=True, cache=True)
-def _sweep_z(s, mom, mass, w_flux, scale):
+def _sweep_z(s, mom, mass, w_flux, scale, w_s, w_mom, w_mass, w_dm, w_f, w_fmom, w_frac, w_flag):
     """Kernel of :func:`sweep_z`. Each row is one tile: lines along the vertical, one per
     longitude, with a closed boundary cell below the surface and above the lid.
 
@@ -460,14 +483,10 @@ def _sweep_z(s, mom, mass, w_flux, scale):
     n = nl + 2
     used = np.ones(jm, np.int64)
     for j in numba.prange(jm):
-        ts = np.zeros((n, im))
-        tmom = np.zeros((N_MOMENTS, n, im))
-        tmass = np.ones((n, im))
-        tdm = np.zeros((n - 1, im))
-        f = np.empty((n, im))
-        fmom = np.empty((N_MOMENTS, n, im))
-        frac = np.empty((2, n, im))
-        flag = np.empty(im, np.bool_)
+        tid = numba.get_thread_id()
+        ts, tmom, tmass, tdm = w_s[tid], w_mom[tid], w_mass[tid], w_dm[tid]
+        f, fmom, frac, flag = w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
+        # Boundary cells (0 and n-1) stay empty with unit air mass; boundary faces carry 0.
         for k in range(nl):
             for i in range(im):
                 ts[k + 1, i] = s[k, j, i]
@@ -485,7 +504,9 @@ def _sweep_z(s, mom, mass, w_flux, scale):
         if n_sub == 0:
             continue
         if n_sub > 1:
-            tdm /= n_sub
+            for k in range(1, n - 2):
+                for i in range(im):
+                    tdm[k, i] /= n_sub
         for _ in range(n_sub):
             if _sweep_tile(ts, tmom, tmass, tdm, False, f, fmom, frac, flag):
                 used[j] = -1
