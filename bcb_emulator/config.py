@@ -1,0 +1,294 @@
+"""Typed, frozen configuration of the emulator and of its training.
+
+`ModelConfig` says what network `models.build_emulator` builds; `TrainConfig` says how
+`training.train` fits it. Both round-trip through JSON (`to_json` / `from_json`), and the
+configuration of every trained model is saved beside it.
+
+Example:
+
+>>> from bcb_emulator.config import ModelConfig, TrainConfig
+>>> ModelConfig.from_json(ModelConfig(levels=5).to_json()).levels
+5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+from bcb_emulator import grid, variables
+
+FUSIONS = ("3d_conditions_2d", "2d_conditions_3d", "none")
+MIXED_PRECISION = ("float32", "mixed_float16", "mixed_bfloat16")
+DISTRIBUTIONS = ("auto", "none", "mirrored")
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
+
+
+def _check_positive(**values: int | float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"`{name}` must be > 0. Received: {name}={value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the emulator (defaults = the seed on the native grid).
+
+    Attributes:
+        height: latitude rows `H` of the grid (90 native, 46 coarse).
+        width: longitudes `W` (144 native, 72 coarse); even.
+        levels: model levels `L` predicted, and levels of each X3D variable.
+        time_steps: input frames `T`; the target is BCB at the time of the last one.
+        encoder_filters: feature maps `F` of both spatial encoders.
+        encoder_kernel: kernel of the encoders' residual blocks.
+        encoder_blocks: residual blocks per encoder.
+        groups: groups of the encoders' `GroupNormalization`.
+        fusion: ``"3d_conditions_2d"`` (seed: profile features modulate surface features),
+            ``"2d_conditions_3d"``, or ``"none"`` (ablation: concatenate the two streams).
+        sft_hidden: hidden width of the SFT γ/β stacks.
+        use_3d: False for the ablation without the 3D branch (no ``x3d`` input).
+        lstm_filters: feature maps of each ConvLSTM layer.
+        lstm_layers: ConvLSTM layers.
+        lstm_kernel: ConvLSTM kernel.
+        peepholes: ``"none"``, ``"channel"`` or ``"spatial"`` (see `layers.ConvLSTMCell`).
+        pole_mode: ``"fold"`` or ``"reflect"`` (see `layers.SphericalPadding`).
+        gate_conv: ``"fused"`` (one 4F-output convolution per step) or ``"split"`` (four);
+            same weights and math, a speed choice (see `layers.ConvLSTMCell`).
+    """
+
+    height: int = 90
+    width: int = 144
+    levels: int = 20
+    time_steps: int = 4
+    encoder_filters: int = 64
+    encoder_kernel: int = 5
+    encoder_blocks: int = 2
+    groups: int = 8
+    fusion: str = "3d_conditions_2d"
+    sft_hidden: int = 64
+    use_3d: bool = True
+    lstm_filters: int = 64
+    lstm_layers: int = 3
+    lstm_kernel: int = 3
+    peepholes: str = "none"
+    pole_mode: str = "fold"
+    gate_conv: str = "fused"
+
+    def __post_init__(self):
+        _check_positive(
+            height=self.height,
+            width=self.width,
+            levels=self.levels,
+            time_steps=self.time_steps,
+            encoder_filters=self.encoder_filters,
+            lstm_filters=self.lstm_filters,
+            lstm_layers=self.lstm_layers,
+        )
+        _check_choice("fusion", self.fusion, FUSIONS)
+        _check_choice("peepholes", self.peepholes, ("none", "channel", "spatial"))
+        _check_choice("pole_mode", self.pole_mode, ("fold", "reflect"))
+        _check_choice("gate_conv", self.gate_conv, ("fused", "split"))
+        if not self.use_3d and self.fusion != "none":
+            raise ValueError(
+                "`fusion` must be 'none' when `use_3d` is False (nothing to fuse with). "
+                f"Received: fusion={self.fusion!r}, use_3d=False"
+            )
+
+    @classmethod
+    def for_grid(cls, grid_name: str, **overrides) -> ModelConfig:
+        """Returns a config on grid preset `grid_name` (``"native"`` or ``"coarse"``)."""
+        height, width = grid.get_grid(grid_name).shape
+        return cls(height=height, width=width, **overrides)
+
+    @property
+    def x2d_channels(self) -> int:
+        """Channels of the ``x2d`` input (6)."""
+        return len(variables.X2D)
+
+    @property
+    def x3d_channels(self) -> int:
+        """Channels of the ``x3d`` input: 8 variables × `levels`, variable-major."""
+        return len(variables.X3D) * self.levels
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        _reject_unknown(cls, data)
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclasses.dataclass(frozen=True)
+class Tier:
+    """One tier of training: fit on `train_split`, select on `val_split`.
+
+    Attributes:
+        name: tier name, also the sub-directory of its checkpoints and logs.
+        train_split: split of the dataset to fit on (e.g. ``"pi_train"``, the pre-industrial
+            run, or ``"train"``, the modern one).
+        val_split: split for validation, checkpoint selection and early stopping.
+        epochs: maximum epochs.
+        learning_rate: peak learning rate of the cosine schedule.
+    """
+
+    name: str
+    train_split: str
+    val_split: str
+    epochs: int = 10
+    learning_rate: float = 1e-3
+
+    def __post_init__(self):
+        _check_positive(epochs=self.epochs, learning_rate=self.learning_rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train the emulator; saved as ``train_config.json`` beside the model.
+
+    Attributes:
+        data_dir: TFDS ``data_dir`` holding the built dataset.
+        builder_config: TFDS builder config name (e.g. ``"coarse_l20"``).
+        out_dir: directory for checkpoints, logs, the final ``model.keras`` and this config.
+        model: the architecture; `model.time_steps` is the window length.
+        tiers: training tiers run in order, each starting from the previous one's best
+            weights (two-tier: pre-train then fine-tune).
+        batch_size: global batch size (split over replicas under a distribution strategy).
+        stride: step between window starts when cutting training windows.
+        warmup_fraction: fraction of each tier's steps with a linear warm-up before the
+            cosine decay.
+        weight_decay: AdamW weight decay.
+        area_weighted: weight the loss by cos(latitude) (cell area).
+        per_level_metrics: report R² and r for every level, not only their means.
+        early_stopping_patience: epochs without validation improvement before stopping.
+        steps_per_epoch: cap on training steps per epoch (None: the whole split).
+        validation_steps: cap on validation steps (None: the whole split).
+        mixed_precision: ``"float32"``, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
+        jit_compile: compile the train step with XLA.
+        distribution: ``"auto"`` (MirroredStrategy when >1 GPU), ``"none"`` or
+            ``"mirrored"`` (all visible GPUs, else all logical CPUs).
+        seed: seed of weights and shuffling (`keras.utils.set_random_seed`).
+    """
+
+    data_dir: str
+    builder_config: str
+    out_dir: str
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    tiers: tuple[Tier, ...] = (
+        Tier("pretrain", "pi_train", "validation"),
+        Tier("finetune", "train", "validation", learning_rate=3e-4),
+    )
+    batch_size: int = 8
+    stride: int = 1
+    warmup_fraction: float = 0.05
+    weight_decay: float = 1e-4
+    area_weighted: bool = False
+    per_level_metrics: bool = True
+    early_stopping_patience: int = 5
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    mixed_precision: str = "float32"
+    jit_compile: bool = False
+    distribution: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_positive(batch_size=self.batch_size, stride=self.stride)
+        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _check_choice("distribution", self.distribution, DISTRIBUTIONS)
+        if not self.tiers:
+            raise ValueError("`tiers` must hold at least one tier. Received: tiers=()")
+        names = [tier.name for tier in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"`tiers` must have distinct names. Received: {names}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        _reject_unknown(cls, data)
+        data = dict(data)
+        if "model" in data:
+            data["model"] = ModelConfig.from_dict(data["model"])
+        if "tiers" in data:
+            data["tiers"] = tuple(Tier(**tier) for tier in data["tiers"])
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path) -> TrainConfig:
+        """Reads a JSON config file, failing with the file name on bad content."""
+        path = pathlib.Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Training config {path} does not exist.")
+        try:
+            return cls.from_json(path.read_text())
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"Training config {path} is invalid: {err}") from err
+
+    def save(self, path: str | pathlib.Path) -> None:
+        pathlib.Path(path).write_text(self.to_json() + "\n")
+
+
+def demo_train_config(
+    data_dir: str, out_dir: str, builder_config: str = "coarse_l20"
+) -> TrainConfig:
+    """A small configuration that trains on the demo dataset in a few minutes on 2 CPU cores.
+
+    Coarse grid (46 × 72), L = 20, 16 filters, 2 ConvLSTM layers, T = 4, two short tiers.
+    """
+    model = ModelConfig.for_grid(
+        "coarse",
+        levels=20,
+        time_steps=4,
+        encoder_filters=16,
+        groups=4,
+        sft_hidden=16,
+        lstm_filters=16,
+        lstm_layers=2,
+    )
+    return TrainConfig(
+        data_dir=data_dir,
+        builder_config=builder_config,
+        out_dir=out_dir,
+        model=model,
+        tiers=(
+            Tier("pretrain", "pi_train", "validation", epochs=3, learning_rate=2e-3),
+            Tier("finetune", "train", "validation", epochs=3, learning_rate=1e-3),
+        ),
+        batch_size=8,
+        stride=2,
+        steps_per_epoch=40,
+        validation_steps=10,
+        early_stopping_patience=3,
+    )
+
+
+def _reject_unknown(cls, data: dict) -> None:
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"`{cls.__name__}` has no fields {unknown}; known: {sorted(known)}. "
+            f"Received: {sorted(data)}"
+        )

@@ -1,0 +1,115 @@
+"""Per-time-step spatial encoder of one input stream."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from bcb_emulator.layers.spherical_padding import POLE_MODES, SphericalPadding
+
+
+@keras.saving.register_keras_serializable(package="bcb_emulator")
+class SpatialEncoder(keras.layers.Layer):
+    """Encodes each time step of a gridded stream into `filters` feature maps.
+
+    A 1×1 convolution lifts the `C` input channels to `filters`; then `num_blocks` residual
+    blocks each apply ``x + SiLU(GroupNorm(conv_k×k(spherical_pad(x))))``, the convolution being
+    ``"valid"`` after a spherical halo of ``k // 2`` (so the sphere has no edges). Time steps
+    are independent: `B × T` are folded into one batch axis. The 1×1 convolution is a `Dense`
+    on the channel axis (the same operation).
+
+    Args:
+        filters: feature maps `F` of the output.
+        kernel_size: odd spatial kernel `k` of the residual blocks (5 in the seed).
+        num_blocks: residual blocks (2 in the seed).
+        groups: groups of the `GroupNormalization`; must divide `filters`.
+        pole_mode: pole treatment of the halo, ``"fold"`` or ``"reflect"``
+            (see `SphericalPadding`).
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: `(B, T, H, W, C)` normalized (dimensionless) inputs.
+
+    Returns:
+        `(B, T, H, W, filters)` features.
+
+    Example:
+
+    >>> import numpy as np
+    >>> encoder = SpatialEncoder(filters=8, groups=4)
+    >>> encoder(np.zeros((2, 3, 8, 12, 6), "float32")).shape
+    TensorShape([2, 3, 8, 12, 8])
+
+    References:
+        Gao et al., "SimVP: Simpler yet better video prediction", CVPR 2022 (spatial encoder);
+        Wu & He, "Group normalization", ECCV 2018.
+    """
+
+    def __init__(
+        self, filters=64, kernel_size=5, num_blocks=2, groups=8, pole_mode="fold", **kwargs
+    ):
+        super().__init__(**kwargs)
+        if kernel_size % 2 != 1:
+            raise ValueError(f"`kernel_size` must be odd. Received: kernel_size={kernel_size}")
+        if filters % groups:
+            raise ValueError(
+                f"`groups` must divide `filters`. Received: groups={groups}, filters={filters}"
+            )
+        if pole_mode not in POLE_MODES:
+            raise ValueError(f"`pole_mode` must be one of {POLE_MODES}. Received: {pole_mode!r}")
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.num_blocks = num_blocks
+        self.groups = groups
+        self.pole_mode = pole_mode
+        self.stem = keras.layers.Dense(filters, dtype=self.dtype_policy, name="stem")
+        self.padding = SphericalPadding(
+            kernel_size // 2, kernel_size // 2, pole_mode, dtype=self.dtype_policy, name="halo"
+        )
+        self.convs = [
+            keras.layers.Conv2D(
+                filters, kernel_size, padding="valid", dtype=self.dtype_policy, name=f"conv_{i}"
+            )
+            for i in range(num_blocks)
+        ]
+        self.norms = [
+            keras.layers.GroupNormalization(groups, dtype=self.dtype_policy, name=f"norm_{i}")
+            for i in range(num_blocks)
+        ]
+
+    def build(self, input_shape):
+        if len(input_shape) != 5:
+            raise ValueError(
+                f"`inputs` must have shape (B, T, H, W, C). Received: shape={input_shape}"
+            )
+        _, _, height, width, _ = input_shape
+        self.stem.build(input_shape)
+        folded = (None, height, width, self.filters)
+        padded = self.padding.compute_output_shape(folded)
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            conv.build(padded)
+            norm.build(folded)
+        self.built = True
+
+    def call(self, inputs):
+        _, steps, height, width, _ = inputs.shape
+        x = self.stem(inputs)  # (B, T, H, W, F)
+        x = ops.reshape(x, (-1, height, width, self.filters))  # (B·T, H, W, F)
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            y = conv(self.padding(x))  # (B·T, H, W, F): valid k×k conv of the (H + k - 1)² halo
+            x = x + ops.silu(norm(y))
+        return ops.reshape(x, (-1, steps, height, width, self.filters))  # (B, T, H, W, F)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            num_blocks=self.num_blocks,
+            groups=self.groups,
+            pole_mode=self.pole_mode,
+        )
+        return config

@@ -1,0 +1,111 @@
+"""The emulator network and the channels-first (seed) ↔ channels-last (Keras) boundary.
+
+`build_emulator` assembles the custom layers of `bcb_emulator.layers` into a functional
+`keras.Model` with named inputs ``x2d`` and ``x3d`` and output ``bcb`` (DESIGN.md,
+"Architecture").
+
+Layouts. The seed writes channels-first; this package is channels-last:
+
+=======  ===========================  ===========================================
+tensor   seed (channels-first)        package (channels-last)
+=======  ===========================  ===========================================
+X2D      ``(B, T, 6, 1, H, W)``       ``(B, T, H, W, 6)``
+X3D      ``(B, T, 8, L, H, W)``       ``(B, T, H, W, 8·L)``, channel ``v·L + l``
+Ŷ        ``(B, 1, L, H, W)``          ``(B, H, W, L)``
+=======  ===========================  ===========================================
+
+X3D is flattened variable-major: channel ``v·L + l`` holds variable ``variables.X3D[v]`` on
+level ``l + 1``. `from_channels_first` and `to_channels_first` convert; they are the only
+place the seed layout is known.
+
+Example:
+
+>>> from bcb_emulator.config import ModelConfig
+>>> model = build_emulator(ModelConfig(height=8, width=12, levels=3, time_steps=3,
+...                                    encoder_filters=8, lstm_filters=8, sft_hidden=8))
+>>> model.output_names
+['bcb']
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from bcb_emulator.config import ModelConfig
+from bcb_emulator.layers import ConvLSTMStack, Readout, SFTFusion, SpatialEncoder
+
+
+def build_emulator(config: ModelConfig) -> keras.Model:
+    """Returns the emulator for `config`, a functional model ``{x2d, x3d} → bcb``.
+
+    Inputs (normalized, dimensionless): ``x2d`` `(B, T, H, W, 6)` and ``x3d``
+    `(B, T, H, W, 8·L)` (absent when ``config.use_3d`` is False). Output ``bcb``:
+    `(B, H, W, L)` normalized BCB at the time of the last input frame. Under a mixed dtype
+    policy the readout stays float32.
+    """
+    t, h, w = config.time_steps, config.height, config.width
+    x2d = keras.Input((t, h, w, config.x2d_channels), name="x2d")  # (B, T, H, W, 6)
+    inputs = {"x2d": x2d}
+    common = dict(groups=config.groups, pole_mode=config.pole_mode)
+    encoder = dict(
+        filters=config.encoder_filters,
+        kernel_size=config.encoder_kernel,
+        num_blocks=config.encoder_blocks,
+        **common,
+    )
+    f1 = SpatialEncoder(**encoder, name="encoder_2d")(x2d)  # (B, T, H, W, F)
+    if config.use_3d:
+        x3d = keras.Input((t, h, w, config.x3d_channels), name="x3d")  # (B, T, H, W, 8L)
+        inputs["x3d"] = x3d
+        f2 = SpatialEncoder(**encoder, name="encoder_3d")(x3d)  # (B, T, H, W, F)
+        if config.fusion == "3d_conditions_2d":
+            fused = SFTFusion(config.sft_hidden, name="fusion")(f1, f2)  # (B, T, H, W, F)
+        elif config.fusion == "2d_conditions_3d":
+            fused = SFTFusion(config.sft_hidden, name="fusion")(f2, f1)  # (B, T, H, W, F)
+        else:
+            fused = keras.layers.Concatenate(name="concat")([f1, f2])  # (B, T, H, W, 2F)
+    else:
+        fused = f1
+    hidden = ConvLSTMStack(
+        filters=config.lstm_filters,
+        num_layers=config.lstm_layers,
+        kernel_size=config.lstm_kernel,
+        peepholes=config.peepholes,
+        pole_mode=config.pole_mode,
+        gate_conv=config.gate_conv,
+        name="conv_lstm",
+    )(fused)  # (B, H, W, F_lstm)
+    bcb = Readout(config.levels, dtype="float32", name="bcb")(hidden)  # (B, H, W, L)
+    return keras.Model(inputs=inputs, outputs=bcb, name="bcb_emulator")
+
+
+def from_channels_first(x2d, x3d):
+    """Converts seed-layout inputs to the package layout.
+
+    Args:
+        x2d: `(B, T, 6, 1, H, W)` array.
+        x3d: `(B, T, 8, L, H, W)` array.
+
+    Returns:
+        ``(x2d, x3d)`` of shapes `(B, T, H, W, 6)` and `(B, T, H, W, 8·L)`, X3D channel
+        ``v·L + l`` = variable `v`, level `l`.
+    """
+    x2d, x3d = np.asarray(x2d), np.asarray(x3d)
+    if x2d.ndim != 6 or x2d.shape[3] != 1:
+        raise ValueError(f"`x2d` must have shape (B, T, 6, 1, H, W). Received: {x2d.shape}")
+    if x3d.ndim != 6:
+        raise ValueError(f"`x3d` must have shape (B, T, 8, L, H, W). Received: {x3d.shape}")
+    b, t, n_var, levels, h, w = x3d.shape
+    x2d = np.transpose(x2d[:, :, :, 0], (0, 1, 3, 4, 2))  # (B, T, H, W, 6)
+    x3d = np.transpose(x3d, (0, 1, 4, 5, 2, 3))  # (B, T, H, W, 8, L)
+    x3d = x3d.reshape(b, t, h, w, n_var * levels)  # (B, T, H, W, 8L)
+    return x2d, x3d
+
+
+def to_channels_first(y):
+    """Converts a package-layout prediction `(B, H, W, L)` to the seed's `(B, 1, L, H, W)`."""
+    y = np.asarray(y)
+    if y.ndim != 4:
+        raise ValueError(f"`y` must have shape (B, H, W, L). Received: {y.shape}")
+    return np.transpose(y, (0, 3, 1, 2))[:, None]  # (B, 1, L, H, W)

@@ -1,0 +1,300 @@
+"""Training of the emulator with `model.fit`: callbacks, cosine schedule, two tiers.
+
+`train` fits `models.build_emulator(config.model)` tier after tier (pre-train, then fine-tune
+from the best weights of the tier before). Each tier writes into ``<out_dir>/<tier.name>/``:
+
+- ``best.weights.h5`` — `ModelCheckpoint` on the best ``val_loss``, loaded at the tier's end;
+- ``backup/`` — `BackupAndRestore`: rerunning the same command after a kill resumes at the
+  last finished epoch (a finished tier is skipped: its ``model.keras`` exists);
+- ``history.csv`` — `CSVLogger` (appended across resumptions); ``logs/`` — `TensorBoard`;
+- ``model.keras`` — the tier's final model (best weights).
+
+and the run writes ``<out_dir>/model.keras`` and ``<out_dir>/train_config.json`` beside it.
+
+Data come through a seam: `make_windows` has the signature of
+`bcb_emulator.pipeline.make_windows` and yields ``({"x2d": (B, T, H, W, 6),
+"x3d": (B, T, H, W, 8·L)}, y (B, H, W, L))`` normalized float32 batches; by default the
+pipeline module is imported when training starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bcb_emulator import grid
+from bcb_emulator.config import Tier, TrainConfig
+
+#: Name of the saved model and of its config inside `TrainConfig.out_dir`.
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "train_config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSummary:
+    """What `train` did.
+
+    Attributes:
+        model_path: the saved final model (``.keras``).
+        config_path: the `TrainConfig` saved beside it.
+        history: per tier, the per-epoch logs (``loss``, ``val_loss``, ``val_r2``, …) read
+            back from its ``history.csv``, so resumed runs report every epoch.
+        replicas: number of replicas that trained in sync.
+    """
+
+    model_path: pathlib.Path
+    config_path: pathlib.Path
+    history: dict[str, dict[str, list[float]]]
+    replicas: int
+
+    def best(self, tier: str, key: str = "val_loss") -> float:
+        """Returns the best (lowest for losses, highest otherwise) value of `key` in `tier`."""
+        values = self.history[tier][key]
+        return min(values) if "loss" in key else max(values)
+
+
+def make_strategy(distribution: str):
+    """Returns the `tf.distribute` strategy for `TrainConfig.distribution`.
+
+    ``"auto"``: `MirroredStrategy` over the GPUs when there are several, else the default
+    strategy. ``"mirrored"``: over all GPUs, or else over all logical CPU devices (as set with
+    `tf.config.set_logical_device_configuration`). ``"none"``: the default strategy.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if distribution == "none" or (distribution == "auto" and len(gpus) < 2):
+        return tf.distribute.get_strategy()
+    devices = gpus if gpus else tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def train(
+    config: TrainConfig,
+    make_windows: Callable[..., Any] | None = None,
+    callbacks: Sequence[Any] = (),
+    verbose: int | str = 2,
+) -> TrainSummary:
+    """Trains the emulator as `config` says and saves it with its config.
+
+    Args:
+        config: the training configuration.
+        make_windows: dataset factory with the signature of `pipeline.make_windows`;
+            None imports `bcb_emulator.pipeline.make_windows`.
+        callbacks: extra Keras callbacks added to every tier.
+        verbose: `model.fit` verbosity.
+
+    Returns:
+        A `TrainSummary`.
+    """
+    import keras
+
+    from bcb_emulator.models import build_emulator
+
+    if make_windows is None:
+        from bcb_emulator.pipeline import make_windows
+
+    out_dir = pathlib.Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path = out_dir / CONFIG_FILE
+    config.save(config_path)
+
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.mixed_precision)
+    try:
+        strategy = make_strategy(config.distribution)
+        with strategy.scope():
+            model = build_emulator(config.model)
+        history = {}
+        for tier in config.tiers:
+            history[tier.name] = _train_tier(
+                model, config, tier, strategy, make_windows, callbacks, verbose
+            )
+        model_path = out_dir / MODEL_FILE
+        model.save(model_path)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    return TrainSummary(model_path, config_path, history, strategy.num_replicas_in_sync)
+
+
+def _train_tier(model, config, tier: Tier, strategy, make_windows, extra_callbacks, verbose):
+    """Fits `model` on one tier, leaving it with the tier's best weights; returns its history."""
+    import keras
+
+    from bcb_emulator.losses import MseMae
+    from bcb_emulator.metrics import level_metrics
+
+    tier_dir = pathlib.Path(config.out_dir) / tier.name
+    tier_dir.mkdir(parents=True, exist_ok=True)
+    final_path = tier_dir / MODEL_FILE
+    if final_path.exists():
+        # Finished in an earlier run: take its weights and go on to the next tier.
+        model.set_weights(keras.saving.load_model(final_path).get_weights())
+        return _read_history(tier_dir / "history.csv")
+
+    train_ds = _windows(make_windows, config, tier.train_split, shuffle=True)
+    val_ds = _windows(make_windows, config, tier.val_split, shuffle=False)
+    steps = config.steps_per_epoch or _count_batches(train_ds)
+    # One repeated stream of seeded, reshuffled epochs: epoch e is batches [e·steps, (e+1)·steps).
+    # A resumed run skips the epochs already done, so it sees the batches an uninterrupted run
+    # would have seen, in the same order.
+    done = _resume_epoch(tier_dir)
+    train_ds = train_ds.repeat().skip(done * steps)
+    history_path = tier_dir / "history.csv"
+    best_so_far = _truncate_history(history_path, done)
+    total_steps = max(1, steps * tier.epochs)
+    warmup = int(config.warmup_fraction * total_steps)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else tier.learning_rate,
+        decay_steps=total_steps - warmup,
+        warmup_target=tier.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    latitudes = None
+    if config.area_weighted:
+        latitudes = grid.Grid("model", config.model.height, config.model.width).lat
+    with strategy.scope():
+        model.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            loss=MseMae(latitudes),
+            metrics=level_metrics(config.model.levels, config.per_level_metrics),
+            jit_compile=config.jit_compile,
+        )
+    best_path = tier_dir / "best.weights.h5"
+    callbacks = [
+        _log_learning_rate_callback(),
+        keras.callbacks.BackupAndRestore(str(tier_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(
+            str(best_path),
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=best_so_far,
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience),
+        keras.callbacks.TensorBoard(str(tier_dir / "logs")),
+        keras.callbacks.CSVLogger(str(history_path), append=True),
+        *extra_callbacks,
+    ]
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=tier.epochs,
+        steps_per_epoch=steps,
+        validation_steps=config.validation_steps,
+        callbacks=callbacks,
+        shuffle=False,  # the windows are shuffled by the pipeline, seeded
+        verbose=verbose,
+    )
+    if best_path.exists():
+        model.load_weights(best_path)
+    model.save(final_path)
+    return _read_history(history_path)
+
+
+def _resume_epoch(tier_dir: pathlib.Path) -> int:
+    """Returns the epochs already done in `tier_dir` by a killed run (its BackupAndRestore)."""
+    metadata = tier_dir / "backup" / "training_metadata.json"
+    if not metadata.exists():
+        return 0
+    return int(json.loads(metadata.read_text())["epoch"])
+
+
+def _truncate_history(path: pathlib.Path, epochs: int) -> float | None:
+    """Keeps the first `epochs` rows of a CSV history; returns their best ``val_loss``."""
+    if not path.exists():
+        return None
+    with path.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) < epochs]
+    if not rows:
+        path.unlink()
+        return None
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
+    return min(losses) if losses else None
+
+
+def _log_learning_rate_callback():
+    import keras
+
+    class LogLearningRate(keras.callbacks.Callback):
+        """Adds the optimizer's current ``learning_rate`` to the epoch logs."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = float(
+                    keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+                )
+
+    return LogLearningRate()
+
+
+def _windows(make_windows, config: TrainConfig, split: str, shuffle: bool):
+    """Returns the batched windows of `split`, checked against the model config."""
+    ds = make_windows(
+        config.data_dir,
+        split,
+        builder_config=config.builder_config,
+        window=config.model.time_steps,
+        stride=config.stride if shuffle else 1,
+        batch_size=config.batch_size,
+        shuffle=shuffle,
+        seed=config.seed,
+        normalize=True,
+    )
+    inputs_spec, target_spec = ds.element_spec
+    m = config.model
+    expected = {
+        "x2d": (m.time_steps, m.height, m.width, m.x2d_channels),
+        "x3d": (m.time_steps, m.height, m.width, m.x3d_channels),
+    }
+    received = {key: tuple(spec.shape[1:]) for key, spec in inputs_spec.items()}
+    received["y"] = tuple(target_spec.shape[1:])
+    expected["y"] = (m.height, m.width, m.levels)
+    if any(received.get(key) != shape for key, shape in expected.items()):
+        raise ValueError(
+            f"The windows of split {split!r} in {config.data_dir} (builder config "
+            f"{config.builder_config!r}) must have per-example shapes {expected} to match "
+            f"`config.model`. Received: {received}"
+        )
+    if not m.use_3d:
+        ds = ds.map(lambda x, y: ({"x2d": x["x2d"]}, y))
+    return ds
+
+
+def _count_batches(ds) -> int:
+    """Returns the number of batches of a finite dataset (iterating once if unknown)."""
+    import tensorflow as tf
+
+    n = int(ds.cardinality())
+    if n == tf.data.INFINITE_CARDINALITY:
+        raise ValueError(
+            "An infinite training dataset needs `steps_per_epoch`. Received: steps_per_epoch=None"
+        )
+    if n < 0:
+        n = int(ds.reduce(0, lambda count, _: count + 1))
+    if n == 0:
+        raise ValueError("The training split yields no batch. Received: 0 batches")
+    return n
+
+
+def _read_history(path: pathlib.Path) -> dict[str, list[float]]:
+    """Reads a `CSVLogger` file into ``{column: [value per epoch]}``."""
+    if not path.exists():
+        return {}
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    keys = [key for key in (rows[0] if rows else {}) if key != "epoch"]
+    return {
+        key: [float(row[key]) if row[key] not in ("", None) else math.nan for row in rows]
+        for key in keys
+    }

@@ -1,0 +1,224 @@
+"""Unit tests of the custom layers: shapes, config round-trips, save/load, padding values."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bcb_emulator import grid
+from bcb_emulator.layers import (
+    ConvLSTMCell,
+    ConvLSTMStack,
+    Readout,
+    SFTFusion,
+    SpatialEncoder,
+    SphericalCrop,
+    SphericalPadding,
+)
+
+B, T, H, W, L, F = 2, 3, 8, 12, 3, 8
+
+
+def _rand(*shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def _roundtrip_and_save(layer, inputs, tmp_path):
+    """Checks config round-trip and `.keras` save/load of `layer` wrapped in a model."""
+    symbolic = [keras.Input(x.shape[1:]) for x in inputs]
+    model = keras.Model(symbolic, layer(*symbolic))
+    expected = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+
+    clone = layer.__class__.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+    path = tmp_path / "layer.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    got = restored.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+    np.testing.assert_array_equal(got, expected)
+    assert isinstance(restored.layers[-1], layer.__class__)
+    return expected
+
+
+# Output shapes and round-trips, one case per layer.
+LAYER_CASES = [
+    (lambda: SphericalPadding(1, 2, "fold"), [(B, H, W, 4)], (B, H + 2, W + 4, 4)),
+    (lambda: SphericalPadding(2, 1, "reflect"), [(B, T, H, W, 4)], (B, T, H + 4, W + 2, 4)),
+    (lambda: SphericalCrop(1, 2), [(B, H + 2, W + 4, 4)], (B, H, W, 4)),
+    (lambda: SpatialEncoder(F, groups=4), [(B, T, H, W, 6)], (B, T, H, W, F)),
+    (lambda: SFTFusion(hidden_units=4), [(B, T, H, W, F), (B, T, H, W, 5)], (B, T, H, W, F)),
+    (lambda: ConvLSTMStack(F, 2, peepholes="channel"), [(B, T, H, W, 5)], (B, H, W, F)),
+    (lambda: ConvLSTMStack(4, 1, peepholes="spatial"), [(B, T, H, W, 5)], (B, H, W, 4)),
+    (lambda: Readout(L), [(B, H, W, F)], (B, H, W, L)),
+]
+
+
+@pytest.mark.parametrize("make, input_shapes, output_shape", LAYER_CASES)
+def test_layer_shape_config_and_save_load(make, input_shapes, output_shape, tmp_path):
+    layer = make()
+    inputs = [_rand(*s, seed=i) for i, s in enumerate(input_shapes)]
+    out = _roundtrip_and_save(layer, inputs, tmp_path)
+    assert out.shape == output_shape
+    assert tuple(layer.compute_output_shape(*input_shapes)) == output_shape
+
+
+def test_conv_lstm_cell_shapes_and_config():
+    cell = ConvLSTMCell(4, peepholes="channel")
+    x, h = _rand(B, H, W, 3), np.zeros((B, H, W, 4), "float32")
+    out, (h1, c1) = cell(x, [h, h])
+    assert out.shape == h1.shape == c1.shape == (B, H, W, 4)
+    assert cell.kernel.shape == (3, 3, 3 + 4, 16)  # one fused kernel over [x, h] → 4F gates
+    assert [w.shape for w in cell.peephole_weights] == [(4,)] * 3
+    assert ConvLSTMCell.from_config(cell.get_config()).get_config() == cell.get_config()
+
+
+def test_longitude_wraps_at_dateline():
+    """The value at 178.75° sits next to −178.75° after padding, and vice versa."""
+    g = grid.get_grid("native")
+    lon = np.broadcast_to(g.lon, (1, g.jm, g.im))[..., None].astype("float32")  # (1, H, W, 1)
+    padded = np.asarray(SphericalPadding(1, 1)(lon))  # (1, H + 2, W + 2, 1)
+    assert padded.shape == (1, g.jm + 2, g.im + 2, 1)
+    interior = padded[0, 1:-1, :, 0]  # (H, W + 2)
+    np.testing.assert_allclose(interior[:, 0], 178.75)  # west of −178.75
+    np.testing.assert_allclose(interior[:, 1], -178.75)
+    np.testing.assert_allclose(interior[:, -2], 178.75)
+    np.testing.assert_allclose(interior[:, -1], -178.75)  # east of 178.75
+
+
+@pytest.mark.parametrize("pad_lat", [1, 2])
+def test_pole_fold_continues_at_longitude_plus_180(pad_lat):
+    """Padded row k beyond a pole is row k inside it, taken at longitude + 180°."""
+    g = grid.get_grid("coarse")
+    x = _rand(1, g.jm, g.im, 2)
+    padded = np.asarray(SphericalPadding(pad_lat, 0, "fold")(x))  # (1, H + 2p, W, 2)
+    assert padded.shape == (1, g.jm + 2 * pad_lat, g.im, 2)
+    lon_plus_180 = (np.arange(g.im) + g.im // 2) % g.im
+    # +180° of column i is the column whose centre is lon_i + 180 (mod 360).
+    np.testing.assert_allclose(
+        (g.lon[lon_plus_180] - g.lon[np.arange(g.im)]) % 360.0, 180.0, atol=1e-9
+    )
+    for k in range(1, pad_lat + 1):
+        north = padded[0, pad_lat + g.jm - 1 + k]
+        south = padded[0, pad_lat - k]
+        np.testing.assert_array_equal(north, x[0, g.jm - 1 - k, lon_plus_180])
+        np.testing.assert_array_equal(south, x[0, k, lon_plus_180])
+
+
+def test_pole_reflect_mirrors_without_roll():
+    x = _rand(1, H, W, 1)
+    padded = np.asarray(SphericalPadding(2, 0, "reflect")(x))  # (1, H + 4, W, 1)
+    np.testing.assert_array_equal(padded[0, 0], x[0, 2])
+    np.testing.assert_array_equal(padded[0, 1], x[0, 1])
+    np.testing.assert_array_equal(padded[0, -1], x[0, H - 3])
+
+
+def test_fold_corners_wrap_in_both_directions():
+    x = _rand(1, H, W, 1)
+    padded = np.asarray(SphericalPadding(1, 1, "fold")(x))  # (1, H + 2, W + 2, 1)
+    # North-west corner: the folded row (row H − 2 at +180°), then wrapped in longitude.
+    folded = x[0, H - 2, (np.arange(W) + W // 2) % W]
+    np.testing.assert_array_equal(padded[0, -1, 0], folded[-1])
+    np.testing.assert_array_equal(padded[0, -1, -1], folded[0])
+
+
+def test_crop_inverts_padding():
+    x = _rand(B, T, H, W, 3)
+    padded = SphericalPadding(2, 3, "fold")(x)  # (B, T, H + 4, W + 6, 3)
+    np.testing.assert_array_equal(np.asarray(SphericalCrop(2, 3)(padded)), x)
+
+
+def test_padding_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="`pole_mode`.*Received"):
+        SphericalPadding(1, 1, "mirror")
+    with pytest.raises(ValueError, match="`pad_lat`"):
+        SphericalPadding(7, 1)(np.zeros((1, 8, 12, 1), "float32"))
+    with pytest.raises(ValueError, match="even"):
+        SphericalPadding(1, 1, "fold")(np.zeros((1, 8, 11, 1), "float32"))
+
+
+def test_encoder_is_periodic_in_longitude():
+    """Rolling the input in longitude rolls the output: no seam at the dateline."""
+    encoder = SpatialEncoder(F, groups=4)
+    x = _rand(1, 2, H, W, 6)
+    y = np.asarray(encoder(x))  # (1, 2, H, W, F)
+    y_rolled = np.asarray(encoder(np.roll(x, 5, axis=3)))
+    np.testing.assert_allclose(y_rolled, np.roll(y, 5, axis=3), atol=1e-5)
+
+
+def test_encoder_time_steps_are_independent():
+    """Folding B×T keeps time steps apart: changing frame 0 leaves frame 1 unchanged."""
+    encoder = SpatialEncoder(F, groups=4)
+    x = _rand(1, 2, H, W, 6)
+    x2 = x.copy()
+    x2[:, 0] += 1.0
+    y, y2 = np.asarray(encoder(x)), np.asarray(encoder(x2))
+    np.testing.assert_allclose(y[:, 1], y2[:, 1], atol=1e-6)
+    assert np.abs(y[:, 0] - y2[:, 0]).max() > 1e-3
+
+
+def test_sft_is_affine_modulation():
+    """out = x ⊙ (1 + γ(c)) + β(c), γ and β read from the layer's own sub-layers."""
+    fusion = SFTFusion(hidden_units=4)
+    x, c = _rand(B, H, W, F), _rand(B, H, W, 5, seed=1)
+    out = np.asarray(fusion(x, c))
+    act = lambda v: np.asarray(keras.activations.leaky_relu(v, 0.1))  # noqa: E731
+    gamma = np.asarray(fusion.scale_out(act(fusion.scale_hidden(c))))
+    beta = np.asarray(fusion.shift_out(act(fusion.shift_hidden(c))))
+    np.testing.assert_allclose(out, x * (1 + gamma) + beta, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="same shape"):
+        SFTFusion()(x, _rand(B, H, W + 2, 5))
+
+
+def test_conv_lstm_stack_matches_stepwise_cell():
+    """The batched input convolution gives the same states as calling the cell step by step."""
+    stack = ConvLSTMStack(4, 1, peepholes="channel", pole_mode="reflect")
+    x = _rand(B, T, H, W, 3)
+    out = np.asarray(stack(x))  # (B, H, W, 4)
+    cell = stack.cells[0]
+    for w in cell.peephole_weights:  # nonzero peepholes so that they matter
+        w.assign(_rand(*w.shape, seed=7))
+    out = np.asarray(stack(x))
+    h = c = np.zeros((B, H, W, 4), "float32")
+    for t in range(T):
+        h, (h, c) = cell(x[:, t], [h, c])
+    np.testing.assert_allclose(out, np.asarray(h), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_lstm_cell_matches_shi_equations_with_zero_halo_free_kernel():
+    """With a 1×1 kernel the cell is a pointwise LSTM: check against NumPy equations."""
+    cell = ConvLSTMCell(2, kernel_size=1, peepholes="spatial")
+    x, h, c = _rand(1, H, W, 3), _rand(1, H, W, 2, seed=1), _rand(1, H, W, 2, seed=2)
+    cell(x, [h, c])
+    for w in cell.peephole_weights:
+        w.assign(_rand(*w.shape, seed=3))
+    h1, (_, c1) = cell(x, [h, c])
+    kernel, bias = np.asarray(cell.kernel)[0, 0], np.asarray(cell.bias)
+    w_ci, w_cf, w_co = (np.asarray(w) for w in cell.peephole_weights)
+    z = np.concatenate([x, h], -1) @ kernel + bias
+    zi, zf, zc, zo = np.split(z, 4, -1)
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    c_ref = sig(zf + w_cf * c) * c + sig(zi + w_ci * c) * np.tanh(zc)
+    h_ref = sig(zo + w_co * c_ref) * np.tanh(c_ref)
+    np.testing.assert_allclose(np.asarray(c1), c_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(h1), h_ref, rtol=1e-5, atol=1e-5)
+    assert np.asarray(cell.bias)[2:4].tolist() == [1.0, 1.0]  # unit forget bias
+
+
+def test_layers_run_in_a_tf_function_with_dynamic_batch():
+    stack = ConvLSTMStack(4, 2)
+    fn = tf.function(stack, input_signature=[tf.TensorSpec((None, T, H, W, 3))])
+    assert fn(_rand(5, T, H, W, 3)).shape == (5, H, W, 4)
+
+
+def test_split_gate_convolutions_equal_fused():
+    """`gate_conv="split"` applies the same kernel as four convolutions: same outputs."""
+    x = _rand(B, T, H, W, 3)
+    fused = ConvLSTMStack(4, 2, peepholes="channel", gate_conv="fused")
+    split = ConvLSTMStack(4, 2, peepholes="channel", gate_conv="split")
+    fused(x), split(x)
+    split.set_weights(fused.get_weights())
+    np.testing.assert_allclose(np.asarray(split(x)), np.asarray(fused(x)), rtol=1e-5, atol=1e-6)
+    assert split.get_config()["gate_conv"] == "split"

@@ -1,0 +1,202 @@
+"""Tests of `build_emulator`, the layout helpers, the config, the loss and the metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bcb_emulator import grid, variables
+from bcb_emulator.config import ModelConfig, Tier, TrainConfig, demo_train_config
+from bcb_emulator.losses import MseMae
+from bcb_emulator.metrics import PearsonR, R2Score, level_metrics
+from bcb_emulator.models import build_emulator, from_channels_first, to_channels_first
+
+B, T, H, W, L, F = 2, 3, 8, 12, 3, 8
+TINY = ModelConfig(
+    height=H,
+    width=W,
+    levels=L,
+    time_steps=T,
+    encoder_filters=F,
+    groups=4,
+    sft_hidden=8,
+    lstm_filters=F,
+    lstm_layers=2,
+)
+
+
+def _inputs(batch=B, seed=0, config=TINY):
+    rng = np.random.default_rng(seed)
+    return {
+        "x2d": rng.normal(size=(batch, T, H, W, 6)).astype("float32"),
+        "x3d": rng.normal(size=(batch, T, H, W, 8 * config.levels)).astype("float32"),
+    }
+
+
+def test_model_io_names_and_shapes():
+    model = build_emulator(TINY)
+    assert sorted(model.input.keys()) == ["x2d", "x3d"]
+    assert model.output_names == ["bcb"]
+    assert model.input["x2d"].shape == (None, T, H, W, 6)
+    assert model.input["x3d"].shape == (None, T, H, W, 8 * L)
+    assert model(_inputs()).shape == (B, H, W, L)
+
+
+def test_seed_default_config():
+    config = ModelConfig()
+    assert (config.height, config.width, config.levels) == (90, 144, 20)
+    assert (config.encoder_filters, config.lstm_layers, config.lstm_filters) == (64, 3, 64)
+    assert (config.lstm_kernel, config.encoder_kernel, config.encoder_blocks) == (3, 5, 2)
+    assert config.fusion == "3d_conditions_2d"
+
+
+@pytest.mark.parametrize(
+    "overrides, layer_names, absent",
+    [
+        ({"fusion": "3d_conditions_2d"}, {"fusion", "encoder_3d"}, {"concat"}),
+        ({"fusion": "2d_conditions_3d"}, {"fusion", "encoder_3d"}, {"concat"}),
+        ({"fusion": "none"}, {"concat", "encoder_3d"}, {"fusion"}),
+        ({"fusion": "none", "use_3d": False}, set(), {"encoder_3d", "fusion", "concat"}),
+        ({"peepholes": "spatial", "pole_mode": "reflect"}, {"fusion"}, set()),
+    ],
+)
+def test_variants_build_and_predict(overrides, layer_names, absent):
+    config = dataclasses.replace(TINY, **overrides)
+    model = build_emulator(config)
+    names = {layer.name for layer in model.layers}
+    assert layer_names <= names and not absent & names
+    inputs = _inputs()
+    if not config.use_3d:
+        inputs.pop("x3d")
+        assert list(model.input.keys()) == ["x2d"]
+    assert model.predict(inputs, verbose=0).shape == (B, H, W, L)
+
+
+def test_fusion_direction_decides_which_stream_is_modulated():
+    """3D→2D modulates F=8 2D features by the 3D ones; the reverse swaps the roles."""
+    for fusion, x_source, cond_source in [
+        ("3d_conditions_2d", "encoder_2d", "encoder_3d"),
+        ("2d_conditions_3d", "encoder_3d", "encoder_2d"),
+    ]:
+        model = build_emulator(dataclasses.replace(TINY, fusion=fusion))
+        node = model.get_layer("fusion")._inbound_nodes[0]
+        sources = [t._keras_history.operation.name for t in node.arguments.keras_tensors]
+        assert sources == [x_source, cond_source]
+
+
+def test_model_save_load_identical_outputs(tmp_path):
+    model = build_emulator(dataclasses.replace(TINY, peepholes="channel"))
+    inputs = _inputs()
+    expected = model.predict(inputs, verbose=0)
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(restored.predict(inputs, verbose=0), expected)
+    assert [w.shape for w in restored.weights] == [w.shape for w in model.weights]
+
+
+def test_every_trainable_weight_gets_a_gradient():
+    keras.utils.set_random_seed(1)
+    model = build_emulator(dataclasses.replace(TINY, peepholes="channel"))
+    inputs = _inputs()
+    y = np.random.default_rng(3).normal(size=(B, H, W, L)).astype("float32")
+    with tf.GradientTape() as tape:
+        loss = MseMae()(y, model(inputs, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    assert len(grads) == len(model.trainable_weights) > 20
+    for weight, grad in zip(model.trainable_weights, grads, strict=True):
+        assert grad is not None, weight.path
+        assert float(tf.reduce_max(tf.abs(grad))) > 0.0, weight.path
+
+
+def test_model_overfits_a_tiny_batch():
+    keras.utils.set_random_seed(0)
+    model = build_emulator(TINY)
+    inputs = _inputs()
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(B, H, W, L)).astype("float32")
+    model.compile(optimizer=keras.optimizers.Adam(5e-3), loss=MseMae())
+    first = model.evaluate(inputs, y, verbose=0)
+    model.fit(inputs, y, epochs=120, batch_size=B, verbose=0)
+    last = model.evaluate(inputs, y, verbose=0)
+    assert last < first / 10, (first, last)
+
+
+def test_channels_first_mapping_is_variable_major():
+    rng = np.random.default_rng(0)
+    b, t, levels, h, w = 2, 3, 4, 5, 6
+    x2d_cf = rng.normal(size=(b, t, 6, 1, h, w))
+    x3d_cf = rng.normal(size=(b, t, 8, levels, h, w))
+    x2d, x3d = from_channels_first(x2d_cf, x3d_cf)
+    assert x2d.shape == (b, t, h, w, 6)
+    assert x3d.shape == (b, t, h, w, 8 * levels)
+    # Channel v·L + l of the flattened X3D is variable v (registry order), level l.
+    v, lev = variables.X3D.index(variables.get("q")), 2
+    np.testing.assert_array_equal(x3d[1, 2, :, :, v * levels + lev], x3d_cf[1, 2, v, lev])
+    np.testing.assert_array_equal(x2d[0, 1, :, :, 5], x2d_cf[0, 1, 5, 0])
+    y = rng.normal(size=(b, h, w, levels))
+    y_cf = to_channels_first(y)
+    assert y_cf.shape == (b, 1, levels, h, w)
+    np.testing.assert_array_equal(y_cf[1, 0, 3], y[1, :, :, 3])
+    with pytest.raises(ValueError, match="`x2d`.*Received"):
+        from_channels_first(x2d, x3d_cf)
+
+
+def test_configs_round_trip_json_and_reject_bad_values(tmp_path):
+    config = demo_train_config("/data", "/out")
+    assert TrainConfig.from_json(config.to_json()) == config
+    assert (config.model.height, config.model.width, config.model.levels) == (46, 72, 20)
+    config.save(tmp_path / "c.json")
+    assert TrainConfig.load(tmp_path / "c.json") == config
+    with pytest.raises(ValueError, match="`fusion`.*Received"):
+        ModelConfig(fusion="concat")
+    with pytest.raises(ValueError, match="`fusion` must be 'none'"):
+        ModelConfig(use_3d=False)
+    with pytest.raises(ValueError, match="no fields"):
+        ModelConfig.from_dict({"filters": 3})
+    with pytest.raises(ValueError, match="distinct"):
+        TrainConfig("d", "c", "o", tiers=(Tier("a", "x", "y"), Tier("a", "x", "y")))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.batch_size = 3
+
+
+def test_loss_area_weighting_matches_cosine_latitude():
+    g = grid.get_grid("coarse")
+    y = np.zeros((1, g.jm, g.im, 1), "float32")
+    pred = np.zeros_like(y)
+    pred[0, g.jm // 2] = 2.0  # error only on an equatorial row: (4 + 2) / 2 = 3 there
+    weights = np.cos(np.deg2rad(g.lat))
+    expected = 3.0 * weights[g.jm // 2] / weights.mean() / g.jm
+    np.testing.assert_allclose(float(MseMae(g.lat)(y, pred)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(MseMae()(y, pred)), 3.0 / g.jm, rtol=1e-6)
+    assert MseMae.from_config(MseMae(g.lat).get_config()).latitudes == list(g.lat)
+
+
+def test_metrics_pool_over_the_whole_set_not_batches():
+    """R² and r over 3 batches equal the NumPy values over all points, level by level."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(6, 4, 5, 2)) * np.array([1.0, 10.0]) + np.array([0.0, 3.0])
+    pred = y + rng.normal(size=y.shape) * np.array([0.5, 2.0])
+    r2, r = R2Score(2), PearsonR(2)
+    batch_r2 = []
+    for i in range(3):
+        sl = slice(2 * i, 2 * i + 2)
+        r2.update_state(y[sl], pred[sl])
+        r.update_state(y[sl], pred[sl])
+        one = R2Score(2)
+        one.update_state(y[sl], pred[sl])
+        batch_r2.append(np.asarray(one.result_per_level()))
+    flat_y, flat_p = y.reshape(-1, 2), pred.reshape(-1, 2)
+    r2_ref = 1 - ((flat_y - flat_p) ** 2).sum(0) / ((flat_y - flat_y.mean(0)) ** 2).sum(0)
+    r_ref = [np.corrcoef(flat_y[:, k], flat_p[:, k])[0, 1] for k in range(2)]
+    np.testing.assert_allclose(r2.result_per_level(), r2_ref, rtol=1e-6)
+    np.testing.assert_allclose(r.result_per_level(), r_ref, rtol=1e-6)
+    np.testing.assert_allclose(float(r2.result()), r2_ref.mean(), rtol=1e-6)
+    assert not np.allclose(np.mean(batch_r2, axis=0), r2_ref, rtol=1e-4)
+    names = [m.name for m in level_metrics(2)]
+    assert names == ["r2", "r", "r2_l01", "r_l01", "r2_l02", "r_l02"]
+    r2.reset_state()
+    assert float(np.asarray(r2.sum_w).sum()) == 0.0
