@@ -8,7 +8,7 @@ import pytest
 from bcb_emulator.grid import get_grid
 from bcb_emulator.reference import physics
 from bcb_emulator.reference.emissions import FIRE_REGIONS, FireEmissions, get_scenario
-from bcb_emulator.reference.meteorology import DAY, SyntheticMeteorology, load_land_fraction
+from bcb_emulator.reference.meteorology import DAY, load_land_fraction
 from bcb_emulator.reference.model import ReferenceModel, SimulationConfig, parse_date
 
 JUL_2010 = parse_date("2010-07-01")
@@ -80,6 +80,13 @@ def test_restart_from_another_configuration_is_refused(tmp_path):
     other = _model(seed=9)
     with pytest.raises(ValueError, match="another configuration"):
         other.load_restart(tmp_path / "r.npz")
+
+
+def test_corrupt_restart_is_named_in_the_error(tmp_path):
+    path = tmp_path / "restart_2010s.npz"
+    path.write_bytes(b"not a restart")
+    with pytest.raises(ValueError, match="restart_2010s.npz is unreadable"):
+        _model().load_restart(path)
 
 
 def test_annual_emission_totals_match_the_scenarios():
@@ -155,4 +162,23 @@ def test_config_rejects_bad_values():
     assert dataclasses.replace(SimulationConfig.preset("demo"), seed=2).output_every == 6
 
 
-_ = SyntheticMeteorology
+@pytest.mark.slow
+def test_a_month_closes_the_budget_and_lifetime_matches_modele():
+    """Coarse grid, 45 days from a clean atmosphere (the benchmark records the figures)."""
+    model = _model(grid="coarse")
+    for day in range(45):
+        for _ in range(48):
+            model.step()
+            assert model.tracer.min() >= 0.0
+        if day == 29:
+            b = model.budget
+            assert abs(model.total_mass() - (b.emitted - b.removed)) / b.emitted <= 1e-12
+    # Lifetime: mean burden over mean removal rate, over five days (rain varies day to day).
+    removed, burden = model.budget.removed, []
+    for _ in range(5 * 48):
+        model.step()
+        burden.append(model.total_mass())
+    lifetime = np.mean(burden) / ((model.budget.removed - removed) / 5.0)
+    assert 5.0 <= lifetime <= 8.0
+    column = model.tracer.sum(axis=(1, 2))
+    assert 0.78 <= column[:20].sum() / column.sum() <= 0.92

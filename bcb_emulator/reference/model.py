@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,7 @@ class SimulationConfig:
     dry_velocity_ocean: float = 3.0e-4
     soluble_fraction: float = 0.8
     washout: float = 1.0
-    incloud_per_mm: float = 1.4
+    incloud_per_mm: float = 2.0
     convective_efficiency: float = 0.35
 
     def __post_init__(self):
@@ -145,7 +146,6 @@ class ReferenceModel:
         self.moments = np.zeros((qus.N_MOMENTS,) + shape)  # kg
         self.budget = Budget()
         self.time = 0.0  # days since 1850-01-01
-        self.step_count = 0
         self.max_substeps = 1
         self._tf: TransportFields | None = None
         self._mass = self.air_mass.copy()
@@ -165,24 +165,32 @@ class ReferenceModel:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
         np.savez(
             tmp, tracer=self.tracer, moments=self.moments, time=self.time,
-            step_count=self.step_count, budget=np.array(dataclasses.astuple(self.budget)),
+            budget=np.array(dataclasses.astuple(self.budget)),
             config=self.config.to_json(),
         )  # fmt: skip
         os.replace(tmp, path)
 
     def load_restart(self, path: str | os.PathLike) -> None:
         """Restores a state written by :meth:`save_restart` with the same configuration."""
-        with np.load(path) as data:
-            saved = json.loads(str(data["config"]))
-            if saved != json.loads(self.config.to_json()):
-                raise ValueError(
-                    f"Restart file {path} was written with another configuration: {saved}"
-                )
-            self.tracer = data["tracer"].copy()
-            self.moments = data["moments"].copy()
-            self.time = float(data["time"])
-            self.step_count = int(data["step_count"])
-            self.budget = Budget(*data["budget"].tolist())
+        try:
+            with np.load(path) as data:
+                saved = json.loads(str(data["config"]))
+                state = {k: data[k].copy() for k in ("tracer", "moments", "time", "budget")}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise ValueError(
+                f"Restart file {path} is unreadable ({err}); delete it or run without resuming."
+            ) from err
+        if saved != json.loads(self.config.to_json()):
+            raise ValueError(f"Restart file {path} was written with another configuration: {saved}")
+        if state["tracer"].shape != self.tracer.shape:
+            raise ValueError(
+                f"Restart file {path}: `tracer` must have shape {self.tracer.shape}. "
+                f"Received: {state['tracer'].shape}"
+            )
+        self.tracer = state["tracer"]
+        self.moments = state["moments"]
+        self.time = float(state["time"])
+        self.budget = Budget(*state["budget"].tolist())
         self._tf = None
 
     # ----- time stepping -----------------------------------------------------------------------
@@ -237,7 +245,6 @@ class ReferenceModel:
         self.budget.wet_large_scale += budget[physics.WET_LARGE_SCALE]
         self.budget.wet_convective += budget[physics.WET_CONVECTIVE]
         self.time = (n + 1) * cfg.dt / DAY
-        self.step_count += 1
 
     def output_fields(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The registry's time-varying fields now (lowest L layers) and the static ones."""
