@@ -268,6 +268,18 @@ def _sweep_tile(s, mom, mass, dm, periodic, f, fmom, frac, flag):
             mom[_BC, c, b] += fmom[_BC, left, b] - fmom[_BC, c, b]
             s[c, b] = snew
             mass[c, b] = mnew
+            # Prather's bounds: moments a non-negative distribution can have. The along-sweep
+            # limiter fixes only this direction; cross moments carried along could otherwise
+            # outgrow a nearly emptied cell and defeat the next sweep's limiter.
+            lim = max(snew, 0.0)
+            for first_m, second_m in ((_A, _AA), (_B, _BB), (_C, _CC)):
+                m1 = min(max(mom[first_m, c, b], -1.5 * lim), 1.5 * lim)
+                mom[first_m, c, b] = m1
+                mom[second_m, c, b] = min(
+                    max(mom[second_m, c, b], abs(m1) - lim), 2.0 * lim - abs(m1) / 3.0
+                )
+            for cross in (_AB, _BC, _CA):
+                mom[cross, c, b] = min(max(mom[cross, c, b], -lim), lim)
     return emptied
 
 
