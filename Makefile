@@ -31,6 +31,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_reference_model.py
+	$(BIN)/python benchmarks/bench_input_pipeline.py
+	$(BIN)/python benchmarks/bench_emulator_training.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: Subcommand name -> module that defines ``add_parser``.
 SUBCOMMANDS: dict[str, str] = {
     "simulate": "bcb_emulator.reference.cli",
     "demo": "bcb_emulator.demo",
+    "train": "bcb_emulator.train_cli",
+    "build-dataset": "bcb_emulator.dataset_cli",
 }
 
 
@@ -32,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
+    # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) is not for users of the CLI.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -279,7 +279,7 @@ def demo_train_config(
         batch_size=8,
         stride=2,
         steps_per_epoch=40,
-        validation_steps=10,
+        validation_steps=None,  # the whole validation split (5 days)
         early_stopping_patience=3,
     )
 

@@ -120,12 +120,15 @@ class Grid:
 GRIDS: dict[str, Grid] = {
     "native": Grid("native", jm=90, im=144),  # 2° × 2.5°
     "coarse": Grid("coarse", jm=46, im=72),  # 4° × 5°
-    "tiny": Grid("tiny", jm=24, im=36),  # 8° × 10°: fast tests of whole-model paths only
+    # Not ModelE resolutions: fast tests only.
+    "small": Grid("small", jm=24, im=36),  # 8° × 10°: whole reference-model runs in tests
+    "tiny": Grid("tiny", jm=6, im=8),  # dummy data of the TFDS builder
 }
 
 
 def get_grid(name: str) -> Grid:
-    """Returns the grid preset `name` (``"native"`` 2°×2.5° or ``"coarse"`` 4°×5°)."""
+    """Returns the grid `name`: ``"native"`` (2°×2.5°), ``"coarse"`` (4°×5°), or the test grids
+    ``"small"`` (8°×10°) and ``"tiny"`` (6×8 cells)."""
     try:
         return GRIDS[name]
     except KeyError:

@@ -14,7 +14,7 @@ from bcb_emulator.reference.model import ReferenceModel, SimulationConfig, parse
 JUL_2010 = parse_date("2010-07-01")
 
 
-def _model(grid="tiny", **kw):
+def _model(grid="small", **kw):
     model = ReferenceModel(SimulationConfig(grid=grid, spinup_days=0, **kw))
     model.time = float(JUL_2010)
     return model

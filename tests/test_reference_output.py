@@ -12,7 +12,7 @@ START, END = "2010-07-01", "2010-07-02"
 
 
 def _run(out, **kw):
-    config = SimulationConfig(grid="tiny", spinup_days=1, output_every=6, **kw)
+    config = SimulationConfig(grid="small", spinup_days=1, output_every=6, **kw)
     ReferenceModel(config).run(START, END, out, progress=False)
     return config
 
@@ -76,7 +76,7 @@ def test_static_area_sums_to_the_sphere(run_dir):
 
 def test_interrupted_run_resumes_to_identical_files(tmp_path, run_dir):
     out = tmp_path / "resumed"
-    config = SimulationConfig(grid="tiny", spinup_days=1, output_every=6, n_levels=5)
+    config = SimulationConfig(grid="small", spinup_days=1, output_every=6, n_levels=5)
     ReferenceModel(config).run(START, START, out, progress=False)  # stops after day 1
     ReferenceModel(config).run(START, END, out, progress=False)  # resumes from the restart
     for stream in variables.STREAMS:

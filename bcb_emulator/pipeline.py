@@ -1,0 +1,229 @@
+"""tf.data input pipeline: sliding windows of T time steps over a built ``modele_bcb`` split.
+
+The TFDS dataset stores single time steps in time order; windows are cut here, at read time,
+so that changing ``T`` (e.g. in a tuner) never rebuilds the dataset. A window never crosses a
+split boundary (each split is read on its own) nor a gap in time (the spacing of its time stamps
+is checked against the dataset's step).
+
+How the split is read: in order, in chunks of ``chunk_frames`` consecutive steps held in memory
+(consecutive chunks overlap by ``T − 1`` steps, so every window lies wholly in one chunk and is
+made exactly once). Within a chunk the window starts are shuffled with a stateless seeded
+permutation that changes every epoch (deterministically, from `seed`). If the split fits in
+one chunk (the default budget is 1 GiB of frames, ≈ 8 days at 46×72, L = 20) the shuffle is a
+full permutation of the split's windows; otherwise chunks come in time order, shuffled inside.
+
+Shapes (channels-last, as everywhere in the package):
+
+- ``x2d``: ``(B, T, H, W, 6)``;
+- ``x3d``: ``(B, T, H, W, 8·L)``, variable-major (channel ``i·L + k`` = variable ``i``, level
+  ``k + 1``), exactly as stored;
+- ``y``: ``(B, H, W, L)``, BCB at the time of the last frame of the window.
+
+Normalization uses the statistics stored with the dataset (:func:`load_stats`); the target is
+normalized per level after the registry's transform of ``BCB`` (``log(BCB + offset)``, see
+``bcb_emulator.normalization``) unless ``target_transform="none"``.
+
+Example:
+
+>>> ds = make_windows(data_dir, "train", builder_config="coarse_l20", window=8,
+...                   batch_size=4, shuffle=True, seed=0)  # doctest: +SKIP
+>>> inputs, y = next(iter(ds))  # doctest: +SKIP
+>>> inputs["x3d"].shape  # doctest: +SKIP
+TensorShape([4, 8, 46, 72, 160])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import tensorflow as tf
+
+from bcb_emulator import normalization
+from bcb_emulator.dataset_spec import DatasetSpec
+
+#: Name of the TFDS dataset (``tfds_builders/modele_bcb``).
+DATASET_NAME = "modele_bcb"
+SPEC_FILENAME = "dataset_spec.json"
+#: Default memory budget of one chunk of frames, bytes (about twice that is resident: the
+#: chunk and the frames tf.data buffers to cut the next one).
+CHUNK_BYTES = 2**30
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def dataset_dir(data_dir: str | os.PathLike, builder_config: str) -> Path:
+    """The version folder ``data_dir/modele_bcb/<builder_config>/<latest version>``."""
+    config_dir = Path(data_dir) / DATASET_NAME / builder_config
+    versions = (
+        sorted(
+            (p for p in config_dir.iterdir() if p.is_dir() and _VERSION.match(p.name)),
+            key=lambda p: tuple(int(x) for x in p.name.split(".")),
+        )
+        if config_dir.is_dir()
+        else []
+    )
+    if not versions or not (versions[-1] / "dataset_info.json").exists():
+        raise ValueError(
+            f"No built dataset {DATASET_NAME}/{builder_config} in {data_dir}: expected "
+            f"{config_dir}/<version>/dataset_info.json. Build it with "
+            "`bcb-emulator build-dataset`."
+        )
+    return versions[-1]
+
+
+def load_stats(
+    data_dir: str | os.PathLike, builder_config: str
+) -> normalization.NormalizationStats:
+    """The normalization statistics stored with the built dataset."""
+    return normalization.load(dataset_dir(data_dir, builder_config) / normalization.STATS_FILENAME)
+
+
+def load_spec(data_dir: str | os.PathLike, builder_config: str) -> DatasetSpec:
+    """The layout (grid, L, time step, split date ranges) the dataset was built with."""
+    path = dataset_dir(data_dir, builder_config) / SPEC_FILENAME
+    return DatasetSpec.from_json(json.loads(path.read_text()))
+
+
+def split_sizes(data_dir: str | os.PathLike, builder_config: str) -> dict[str, int]:
+    """Number of time steps of each split of the built dataset."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(dataset_dir(data_dir, builder_config))
+    return {name: info.num_examples for name, info in builder.info.splits.items()}
+
+
+def read_frames(data_dir: str | os.PathLike, split: str, *, builder_config: str) -> tf.data.Dataset:
+    """The time steps of `split` in time order: dicts of ``x2d, x3d, bcb, airmass, time``."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(dataset_dir(data_dir, builder_config))
+    if split not in builder.info.splits:
+        raise ValueError(
+            f"`split` must be one of {sorted(builder.info.splits)} of "
+            f"{DATASET_NAME}/{builder_config}. Received: split={split!r}"
+        )
+    read_config = tfds.ReadConfig(try_autocache=False, interleave_cycle_length=1)
+    return builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
+
+
+def make_windows(
+    data_dir: str | os.PathLike,
+    split: str,
+    *,
+    builder_config: str,
+    window: int,
+    stride: int = 1,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    normalize: bool = True,
+    target_transform: str | None = None,
+    return_metadata: bool = False,
+    drop_remainder: bool = False,
+    chunk_frames: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of windows of `window` consecutive steps of `split`, ready for ``model.fit``.
+
+    Args:
+        data_dir: the TFDS ``data_dir`` the dataset was built into.
+        split: split name, e.g. ``"train"``, ``"pi_train"``, ``"ood_fire2021"``.
+        builder_config: config name, e.g. ``"coarse_l20"``.
+        window: ``T``, steps per window (>= 1).
+        stride: steps between the starts of consecutive windows (>= 1); starts are the steps
+            ``0, stride, 2·stride, …`` of the split whose windows have no gap.
+        batch_size: windows per batch.
+        shuffle: shuffle window order (deterministic in `seed`; differs between epochs).
+        seed: seed of the shuffle.
+        normalize: normalize inputs and target with the stored statistics.
+        target_transform: ``"log"`` or ``"none"``; default the registry's (``"log"``).
+        return_metadata: also yield ``{"time": (B,) float64, "airmass": (B, H, W, L)}`` of the
+            last frame, for evaluation (column burden, per-time metrics).
+        drop_remainder: drop the last, smaller batch.
+        chunk_frames: steps held in memory at a time; default fits :data:`CHUNK_BYTES`.
+
+    Returns:
+        A dataset of ``({"x2d": (B, T, H, W, 6), "x3d": (B, T, H, W, 8·L)}, y (B, H, W, L))``
+        float32, plus the metadata dict if `return_metadata`.
+    """
+    for name, value in (("window", window), ("stride", stride), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
+    spec = load_spec(data_dir, builder_config)
+    stats = load_stats(data_dir, builder_config) if normalize else None
+    frames = read_frames(data_dir, split, builder_config=builder_config)
+    n_steps = split_sizes(data_dir, builder_config)[split]
+    if n_steps < window:
+        raise ValueError(
+            f"`window` must not exceed the {n_steps} steps of split {split!r} of "
+            f"{DATASET_NAME}/{builder_config}. Received: window={window}"
+        )
+    h, w = spec.grid.shape
+    frame_bytes = 4 * h * w * (6 + 8 * spec.n_levels + 2 * spec.n_levels) + 8
+    if chunk_frames is None:
+        chunk_frames = max(window + stride, CHUNK_BYTES // frame_bytes)
+    shift = max(stride, (chunk_frames - window + 1) // stride * stride)  # multiple of stride
+    chunk_len = shift + window - 1
+
+    # Normalize each frame once (not once per window it belongs to); keep what is yielded.
+    def frame(ex):
+        x2d, x3d, y = ex["x2d"], ex["x3d"], ex["bcb"]  # (H, W, 6), (H, W, 8L), (H, W, L)
+        if stats is not None:
+            x2d, x3d = stats.normalize_x2d(x2d), stats.normalize_x3d(x3d)
+            y = stats.normalize_target(y, target_transform)
+        parts = (x2d, x3d, y, ex["time"])
+        return parts + (ex["airmass"],) if return_metadata else parts
+
+    frames = frames.map(frame, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    # Chunks of consecutive frames, overlapping by window - 1 steps; each gets an epoch seed.
+    chunks = frames.window(chunk_len, shift=shift, drop_remainder=False)
+    chunks = chunks.flat_map(lambda *parts: tf.data.Dataset.zip(parts).batch(chunk_len))
+    epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    chunks = tf.data.Dataset.zip(chunks, epoch_seeds)
+
+    def windows_of_chunk(chunk, chunk_seed):
+        x2d, x3d, y, time = chunk[:4]  # (n, H, W, C) each; time (n,)
+        starts = _window_starts(time, window, stride, shift, spec.dt_days)  # (n_windows,)
+        if shuffle:
+            starts = tf.random.experimental.stateless_shuffle(
+                starts, seed=tf.stack([tf.cast(seed, tf.int64), chunk_seed])
+            )
+
+        def cut(s):
+            inputs = {
+                "x2d": tf.ensure_shape(x2d[s : s + window], (window, h, w, 6)),
+                "x3d": tf.ensure_shape(x3d[s : s + window], (window, h, w, 8 * spec.n_levels)),
+            }  # (T, H, W, C)
+            last = s + window - 1
+            if not return_metadata:
+                return inputs, y[last]  # y: (H, W, L)
+            return inputs, y[last], {"time": time[last], "airmass": chunk[4][last]}
+
+        return tf.data.Dataset.from_tensor_slices(starts).map(cut)
+
+    ds = chunks.flat_map(windows_of_chunk)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)  # (B, T, H, W, C), (B, H, W, L)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _window_starts(
+    time: tf.Tensor, window: int, stride: int, shift: int, dt_days: float
+) -> tf.Tensor:
+    """Local starts of the windows a chunk owns: aligned to `stride`, before `shift`, no gap.
+
+    Args:
+        time: ``(n,)`` float64 time stamps of the chunk, days.
+
+    Returns:
+        ``(n_windows,)`` int64 starts, increasing.
+    """
+    n = tf.shape(time, out_type=tf.int64)[0]
+    step_ok = tf.abs(time[1:] - time[:-1] - dt_days) < 1e-3 * dt_days  # (n - 1,)
+    bad = tf.concat([[0], tf.cumsum(tf.cast(~step_ok, tf.int64))], axis=0)  # (n,)
+    n_starts = tf.maximum(n - window + 1, 0)
+    starts = tf.range(n_starts, dtype=tf.int64)
+    no_gap = tf.gather(bad, starts + window - 1) - tf.gather(bad, starts) == 0
+    keep = no_gap & (starts < shift) & (starts % stride == 0)
+    return tf.boolean_mask(starts, keep)

@@ -1,0 +1,69 @@
+"""`bcb-emulator build-dataset` prints the splits and sizes; `tfds build` works on the folder."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bcb_emulator import dataset_cli, pipeline
+
+ROOT = Path(__file__).parents[1]
+DUMMY = ROOT / "tfds_builders" / "modele_bcb" / "dummy_data"
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    dataset_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_build_dataset_command_prints_splits_and_sizes(tmp_path, capsys):
+    argv = ["build-dataset", "--input", str(DUMMY), "--data-dir", str(tmp_path)]
+    argv += ["--config", "tiny_l3", "--split", "train=2010-01-01:2010-01-02"]
+    argv += ["--split", "validation=2010-01-03:2010-01-03", "--name", "demo"]
+    assert _main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()  # TFDS prints its own progress first
+    header = next(i for i, line in enumerate(lines) if line.startswith("modele_bcb/demo in "))
+    assert [line.split() for line in lines[header + 1 :]] == [
+        ["train", "8", "steps"],
+        ["validation", "4", "steps"],
+    ]
+    assert pipeline.load_spec(tmp_path, "demo").split("validation").start == "2010-01-03"
+
+
+def test_bad_split_argument_is_rejected():
+    with pytest.raises(SystemExit):
+        _main(["build-dataset", "--input", "x", "--data-dir", "y", "--split", "train"])
+
+
+def test_custom_splits_need_their_own_name(tmp_path):
+    with pytest.raises(ValueError, match="`name` must differ from the registered configs"):
+        dataset_cli.build_dataset(
+            DUMMY, tmp_path, "tiny_l3", {"train": ("2010-01-01", "2010-01-02")}, name="tiny_l3"
+        )
+    with pytest.raises(ValueError, match="`config_name` must be one of"):
+        dataset_cli.build_dataset(DUMMY, tmp_path, "huge_l99")
+
+
+@pytest.mark.skipif(
+    shutil.which("tfds", path=str(Path(sys.executable).parent)) is None, reason="no tfds CLI"
+)
+def test_tfds_build_cli_on_the_builder_folder(tmp_path):
+    tfds_cli = Path(sys.executable).parent / "tfds"
+    cmd = [str(tfds_cli), "build", str(ROOT / "tfds_builders" / "modele_bcb")]
+    cmd += ["--manual_dir", str(DUMMY), "--data_dir", str(tmp_path), "--config", "tiny_l3"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert pipeline.split_sizes(tmp_path, "tiny_l3") == {
+        "pi_train": 4,
+        "train": 8,
+        "validation": 4,
+        "test": 4,
+        "ood_fire2021": 4,
+    }

@@ -1,0 +1,34 @@
+"""The demo's simulated periods and its dataset config agree."""
+
+from bcb_emulator import demo
+from bcb_emulator.reference.emissions import SCENARIOS
+from bcb_emulator.reference.model import parse_date
+from tfds_builders.modele_bcb import modele_bcb_dataset_builder as mb
+
+
+def test_demo_runs_cover_every_split_of_the_demo_config():
+    spec = mb.Builder.builder_configs[demo.DEMO_BUILDER_CONFIG].spec
+    simulated = set()
+    for run in demo.DEMO_RUNS:
+        assert run.scenario in SCENARIOS
+        simulated.update(range(parse_date(run.start), parse_date(run.end) + 1))
+    for split in spec.splits:
+        assert set(split.days()) <= simulated, split.name
+    assert spec.steps_per_day == 48 // 6  # the demo preset writes 3-hourly output
+    assert {"pi_train", "train", "validation", "test"} <= {s.name for s in spec.splits}
+
+
+def test_reference_model_stamps_match_the_demo_config(tmp_path):
+    import netCDF4
+    import numpy as np
+
+    from bcb_emulator.modele_reader import expected_times
+    from bcb_emulator.reference.model import ReferenceModel, SimulationConfig
+
+    spec = mb.Builder.builder_configs[demo.DEMO_BUILDER_CONFIG].spec
+    config = SimulationConfig.preset("demo", grid="small", spinup_days=0, n_levels=2)
+    ReferenceModel(config).run("2010-08-01", "2010-08-01", tmp_path, progress=False)
+    with netCDF4.Dataset(tmp_path / "20100801.taijlh1E3oma.nc") as ds:
+        times = ds["time"][:]
+    day = parse_date("2010-08-01")
+    np.testing.assert_allclose(times, expected_times(day, spec.steps_per_day, spec.stamp_phase))
