@@ -245,24 +245,17 @@ def _sweep_tile(s, mom, mass, dm, periodic, f, fmom, frac, flag):
                 + (fmom[_AA, left, b] - fmom[_AA, c, b])
             ) * (inv * inv)
             mom[_A, c, b] = san
-            fbl = fmom[_B, left, b]
-            fbr = fmom[_B, c, b]
-            sbn = mom[_B, c, b] + fbl - fbr
-            mom[_AB, c, b] = (
-                mom[_AB, c, b] * m0
-                - 3.0 * (-dm2 * sbn + m0 * (fbl + fbr))
-                + (fmom[_AB, left, b] - fmom[_AB, c, b])
-            ) * inv
-            mom[_B, c, b] = sbn
-            fcl = fmom[_C, left, b]
-            fcr = fmom[_C, c, b]
-            scn = mom[_C, c, b] + fcl - fcr
-            mom[_CA, c, b] = (
-                mom[_CA, c, b] * m0
-                - 3.0 * (-dm2 * scn + m0 * (fcl + fcr))
-                + (fmom[_CA, left, b] - fmom[_CA, c, b])
-            ) * inv
-            mom[_C, c, b] = scn
+            # Cross directions: first moment and its mixed moment with the sweep direction.
+            for cross, mixed in ((_B, _AB), (_C, _CA)):
+                fxl = fmom[cross, left, b]
+                fxr = fmom[cross, c, b]
+                sxn = mom[cross, c, b] + fxl - fxr
+                mom[mixed, c, b] = (
+                    mom[mixed, c, b] * m0
+                    - 3.0 * (-dm2 * sxn + m0 * (fxl + fxr))
+                    + (fmom[mixed, left, b] - fmom[mixed, c, b])
+                ) * inv
+                mom[cross, c, b] = sxn
             mom[_BB, c, b] += fmom[_BB, left, b] - fmom[_BB, c, b]
             mom[_CC, c, b] += fmom[_CC, left, b] - fmom[_CC, c, b]
             mom[_BC, c, b] += fmom[_BC, left, b] - fmom[_BC, c, b]
