@@ -41,8 +41,8 @@ def test_column_physics_conserves_mass_with_only_transport_processes():
     zeros2 = np.zeros(grid.shape)
     budget = physics.column_physics(
         model.tracer, model.moments, model.air_mass, tf.z_edges, zeros2, zeros2,
-        np.full(grid.shape, 1500.0), model._mu_step, np.zeros_like(model.tracer), zeros2,
-        np.zeros_like(model.tracer), 1800.0, 3600.0,
+        np.full(grid.shape, 1500.0), model._mu_step, np.zeros_like(model.tracer),
+        np.ones(grid.shape), np.ones_like(model.tracer), 1800.0, 3600.0,
     )  # fmt: skip
     assert np.all(budget == 0.0)
     assert model.total_mass() == pytest.approx(before, rel=1e-13)

@@ -195,12 +195,13 @@ class ReferenceModel:
 
     # ----- time stepping -----------------------------------------------------------------------
     def _removal_rates(self, tf: TransportFields):
-        """Dry-deposition rate (s-1), large-scale scavenging rate (s-1), convective scavenging."""
+        """Per-step factors ``exp(−k Δt)`` of dry deposition (layer 1) and large-scale wet
+        scavenging, and the convective scavenging fractions; constant over a met interval."""
         cfg = self.config
         land = self.met.landfr
         dz0 = tf.z_edges[1] - tf.z_edges[0]
         vd = land * cfg.dry_velocity_land + (1.0 - land) * cfg.dry_velocity_ocean
-        k_dry = vd / dz0
+        dry_keep = np.exp(-vd / dz0 * cfg.dt)  # M · exp(−k Δt), k = v_d / Δz₁
         steps_per_mm = cfg.dt / DAY  # mm/day -> mm per step
         above = np.concatenate([tf.prec[1:], np.zeros_like(tf.prec[:1])])
         formed = np.maximum(tf.prec - above, 0.0) * steps_per_mm  # mm formed in the layer
@@ -208,11 +209,11 @@ class ReferenceModel:
         removed = 1.0 - (1.0 - cfg.washout * (1.0 - np.exp(-0.1 * falling))) * (
             1.0 - cfg.soluble_fraction * (1.0 - np.exp(-cfg.incloud_per_mm * formed))
         )
-        k_wet = -np.log1p(-np.minimum(removed, 0.999)) / cfg.dt
+        wet_keep = 1.0 - np.minimum(removed, 0.999)  # = exp(−k Δt) with k = −ln(1 − f) / Δt
         total_formed = np.maximum(formed.sum(axis=0, keepdims=True), 1e-30)
         conv_scav = cfg.soluble_fraction * cfg.convective_efficiency * formed / total_formed
         conv_scav = np.where(tf.mu_top > 0, conv_scav, 0.0)
-        return k_dry, k_wet, conv_scav
+        return dry_keep, wet_keep, conv_scav
 
     def step(self) -> None:
         """Advances the model by one time step.
@@ -235,10 +236,10 @@ class ReferenceModel:
         self.max_substeps = max(self.max_substeps, most)
         flux, share = self.emissions.flux(self.time + 0.5 * cfg.dt / DAY)
         pblht, _, _ = self.met.boundary_layer(self.time, tf.rain)
-        k_dry, k_wet, conv_scav = self._rates
+        dry_keep, wet_keep, conv_scav = self._rates
         budget = physics.column_physics(
             self.tracer, self.moments, self.air_mass, tf.z_edges, flux * self.grid.area * cfg.dt,
-            share, pblht, self._mu_step, conv_scav, k_dry, k_wet, cfg.dt, cfg.tau_mix,
+            share, pblht, self._mu_step, conv_scav, dry_keep, wet_keep, cfg.dt, cfg.tau_mix,
         ).sum(axis=1)  # fmt: skip
         self.budget.emitted += budget[physics.EMITTED]
         self.budget.dry_deposited += budget[physics.DRY_DEPOSITED]

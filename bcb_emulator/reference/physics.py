@@ -34,7 +34,7 @@ N_BUDGET = 4
 
 @numba.njit(parallel=True, cache=True)
 def column_physics(
-    s, mom, mass, z_edges, emission, free_share, pblht, mu_top, conv_scav, k_dry, k_wet, dt,
+    s, mom, mass, z_edges, emission, free_share, pblht, mu_top, conv_scav, dry_keep, wet_keep, dt,
     tau_mix,
 ):  # fmt: skip
     """Applies one step of column physics in place and returns the budget terms.
@@ -49,8 +49,8 @@ def column_physics(
         mu_top: ``(nl, jm, im)`` convective updraft air mass through the top of each layer
             during the step, kg (0 at the lid).
         conv_scav: ``(nl, jm, im)`` fraction of the updraft's tracer scavenged in each layer.
-        k_dry: ``(jm, im)`` dry-deposition rate of layer 1, s-1.
-        k_wet: ``(nl, jm, im)`` large-scale scavenging rate, s-1.
+        dry_keep: ``(jm, im)`` ``exp(−k Δt)`` of dry deposition from layer 1.
+        wet_keep: ``(nl, jm, im)`` ``exp(−k Δt)`` of large-scale wet scavenging.
         dt: step, s. tau_mix: boundary-layer mixing time scale, s.
 
     Returns:
@@ -146,11 +146,11 @@ def column_physics(
                     budget[3, j] += scav
             # 4. Dry deposition (layer 1) and large-scale wet scavenging, as exponentials.
             before = s[0, j, i]
-            s[0, j, i] = before * np.exp(-k_dry[j, i] * dt)
+            s[0, j, i] = before * dry_keep[j, i]
             budget[1, j] += before - s[0, j, i]
             for k in range(nl):
                 before = s[k, j, i]
-                s[k, j, i] = before * np.exp(-k_wet[k, j, i] * dt)
+                s[k, j, i] = before * wet_keep[k, j, i]
                 budget[2, j] += before - s[k, j, i]
             # Moments shrink with the tracer mass where it fell.
             for k in range(nl):
