@@ -64,6 +64,52 @@ def bench_speed(grid_name: str, days: float):
     return transport, with_output
 
 
+def bench_breakdown(grid_name: str, repeats: int = 20) -> dict[str, float]:
+    """Milliseconds per step spent in each part of a step (sweeps, physics, met refresh)."""
+    from bcb_emulator.reference import physics, qus
+
+    model = ReferenceModel(SimulationConfig(grid=grid_name, spinup_days=0))
+    model.time = float(parse_date("2010-07-01"))
+    for _ in range(12):
+        model.step()
+    mass = model.air_mass.copy()
+    u, v, w = model._fluxes
+    tf = model._tf
+    flux, share = model.emissions.flux(model.time)
+    pblht, _, _ = model.met.boundary_layer(model.time, tf.rain)
+    dry, wet, conv = model._rates
+    emission = flux * model.grid.area * model.config.dt
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            mass[...] = model.air_mass
+            fn()
+        return (time.perf_counter() - t0) / repeats * 1e3
+
+    tracer, moments, cfg = model.tracer, model.moments, model.config
+
+    def physics_step():
+        args = (tf.z_edges, emission, share, pblht, model._mu_step, conv, dry, wet)
+        physics.column_physics(tracer, moments, model.air_mass, *args, cfg.dt, cfg.tau_mix)
+
+    def surface_step():
+        model.emissions.flux(model.time)
+        model.met.boundary_layer(model.time, tf.rain)
+
+    return {
+        "x sweeps (2 half steps)": 2 * timed(lambda: qus.sweep_x(tracer, moments, mass, u, 0.5)),
+        "y sweep": timed(lambda: qus.sweep_y(tracer, moments, mass, v, 1.0)),
+        "z sweep": timed(lambda: qus.sweep_z(tracer, moments, mass, w, 1.0)),
+        "column physics": timed(physics_step),
+        "emissions + boundary layer": timed(surface_step),
+        f"met refresh (every {cfg.met_every} steps, amortized)": timed(
+            lambda: model._removal_rates(model.met.transport(model.time))
+        )
+        / cfg.met_every,
+    }
+
+
 def bench_budget_and_calibration(days: int):
     model = ReferenceModel(SimulationConfig(grid="coarse", spinup_days=0))
     model.time = float(parse_date("2010-06-01"))
@@ -110,6 +156,8 @@ def main() -> None:
     tc1_rows = bench_tc1()
     speed = {g: bench_speed(g, days if g == "coarse" else max(1, days // 2))
              for g in ("coarse", "native")}  # fmt: skip
+    breakdown = bench_breakdown("coarse")
+    print(breakdown)
     calib = bench_budget_and_calibration(30 if args.quick else 60)
     print(calib)
     load = os.getloadavg()
@@ -144,6 +192,15 @@ def main() -> None:
     ]
     for grid_name, (transport, with_output) in speed.items():
         lines.append(f"| {grid_name} | {transport:.0f} | {with_output:.0f} |")
+    lines += [
+        "",
+        "Where a 4°×5° step goes (ms, same run):",
+        "",
+        "| part | ms per step |",
+        "|---|---|",
+    ]
+    lines += [f"| {part} | {ms:.2f} |" for part, ms in breakdown.items()]
+    lines.append(f"| sum | {sum(breakdown.values()):.2f} |")
     shares = calib["removal_shares"]
     lines += [
         "",
