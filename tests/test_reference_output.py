@@ -85,6 +85,16 @@ def test_interrupted_run_resumes_to_identical_files(tmp_path, run_dir):
             xr.testing.assert_identical(a, b)
 
 
+def test_resume_refuses_a_restart_beyond_missing_days(tmp_path):
+    config = SimulationConfig(grid="small", spinup_days=0, output_every=6, n_levels=2)
+    ReferenceModel(config).run("2010-07-05", "2010-07-05", tmp_path, progress=False)
+    with pytest.raises(ValueError, match="lacks 20100701"):
+        ReferenceModel(config).run("2010-07-01", "2010-07-06", tmp_path, progress=False)
+    # Starting afresh works.
+    ReferenceModel(config).run("2010-07-01", "2010-07-01", tmp_path, progress=False, resume=False)
+    assert (tmp_path / "20100701.taijlh1E3oma.nc").exists()
+
+
 def test_write_failure_leaves_no_file_under_a_final_name(tmp_path, monkeypatch):
     def broken(path, stream, *args):
         path.write_bytes(b"partial")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bcb_emulator import modele_io
+from bcb_emulator import modele_io, variables
 from bcb_emulator.grid import VerticalGrid, get_grid
 from bcb_emulator.reference import physics, qus
 from bcb_emulator.reference.emissions import FireEmissions, get_scenario
@@ -289,6 +289,21 @@ class ReferenceModel:
         steps_per_day = int(DAY // cfg.dt)
         if resume and restart.exists():
             self.load_restart(restart)
+            # Days of the range before the restart point must already be on disk.
+            for day in range(first, min(int(round(self.time)), last + 1)):
+                missing = [
+                    name
+                    for name in (
+                        variables.filename(modele_io.yyyymmdd(day), s) for s in variables.STREAMS
+                    )  # fmt: skip
+                    if not (out_dir / name).exists()
+                ]
+                if missing:
+                    raise ValueError(
+                        f"Restart file {restart} is at day {modele_io.yyyymmdd(int(self.time))} "
+                        f"but {out_dir} lacks {missing[0]} of the requested range: run without "
+                        "resuming (--no-resume) or into another folder."
+                    )
         else:
             self.time = float(first - cfg.spinup_days)
         day0 = int(round(self.time))
@@ -313,8 +328,3 @@ class ReferenceModel:
                                         cfg.n_levels)  # fmt: skip
                 self.save_restart(restart)
         return self.budget
-
-
-def column_burden(mixing_ratio: np.ndarray, air_mass_per_area: np.ndarray) -> np.ndarray:
-    """Column burden, kg/m²: Σ_k q_k · m_k over layers (axis 0)."""
-    return np.sum(mixing_ratio * air_mass_per_area, axis=0)
