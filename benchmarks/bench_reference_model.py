@@ -87,7 +87,7 @@ def bench_breakdown(grid_name: str, days: int = 2) -> dict[str, float]:
         return wrapper
 
     parts = [
-        (qus, "sweep_x", "x sweeps (2 half steps)"),
+        (qus, "sweep_x", "x sweep"),
         (qus, "sweep_y", "y sweep"),
         (qus, "sweep_z", "z sweep"),
         (physics, "column_physics", "column physics"),
