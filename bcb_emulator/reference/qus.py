@@ -165,7 +165,7 @@ def _limit(anm1, an, fnm1, fn, sn, sx, sxx):
     return -sd, fn, sx, sxx
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
 def _bound(m1, m2, lim):
     """Prather's bounds on a first and second moment of a non-negative distribution of mass
     `lim` (``|m1| ≤ 1.5 lim``, ``|m1| − lim ≤ m2 ≤ 2 lim − |m1| / 3``)."""
@@ -173,173 +173,313 @@ def _bound(m1, m2, lim):
     return m1, min(max(m2, abs(m1) - lim), 2.0 * lim - abs(m1) / 3.0)
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
-def _moment_fluxes(d, fracm, frac1, fi, mom, u, b):
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
+def _load9(mom, x, y):
+    """The nine moments ``mom[q][x, y]`` of one cell (`mom`: an array ``(9, ...)`` or a tuple
+    of nine arrays), as a tuple."""
+    return (
+        mom[0][x, y], mom[1][x, y], mom[2][x, y], mom[3][x, y], mom[4][x, y], mom[5][x, y],
+        mom[6][x, y], mom[7][x, y], mom[8][x, y],
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
+def _store9(mom, x, y, m9):
+    """Stores nine moments into ``mom[q][x, y]`` (constant indices: a loop over a tuple
+    would put it in memory and keep the caller's loop from vectorizing)."""
+    mom[0][x, y], mom[1][x, y], mom[2][x, y] = m9[0], m9[1], m9[2]
+    mom[3][x, y], mom[4][x, y], mom[5][x, y] = m9[3], m9[4], m9[5]
+    mom[6][x, y], mom[7][x, y], mom[8][x, y] = m9[6], m9[7], m9[8]
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
+def _pick9(cond, a, b):
+    """``a if cond else b`` for tuples of nine values, element by element."""
+    return (
+        a[0] if cond else b[0], a[1] if cond else b[1], a[2] if cond else b[2],
+        a[3] if cond else b[3], a[4] if cond else b[4], a[5] if cond else b[5],
+        a[6] if cond else b[6], a[7] if cond else b[7], a[8] if cond else b[8],
+    )  # fmt: skip
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
+def _upstream_flux(d, m, s, a, aa, side):
+    """Tracer carried through a face by the air mass `d` from a candidate upstream cell.
+
+    Args:
+        d: air mass through the face, positive toward higher cell index.
+        m, s, a, aa: the cell's air mass, tracer mass and along-sweep moments.
+        side: −1 if the cell lies before the face (upstream when ``d ≥ 0``), +1 after it.
+
+    Returns:
+        ``(flux, fracm, frac1)``: the tracer flux, the signed fraction of the cell's air that
+        crosses, and that fraction plus `side` (Prather 1986, eq. 12).
+    """
+    fracm = d / m
+    fracm = fracm if m > 0.0 else 0.0
+    frac1 = fracm + side
+    return fracm * (s - frac1 * (a - (frac1 + fracm) * aa)), fracm, frac1
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
+def _moment_fluxes(d, fracm, frac1, fi, m9):
     """Fluxes of the nine moments (local order) through a face carrying air mass `d` and
-    tracer `fi`, taken from cell `u` of line `b` of a tile (Prather 1986, eq. 13)."""
-    a, aa = mom[_A, u, b], mom[_AA, u, b]
+    tracer `fi` out of an upstream cell with moments `m9` (Prather 1986, eq. 13)."""
+    a, b, c, aa, bb, cc, ab, bc, ca = m9
     fa = d * (fracm * fracm * (a - 3.0 * frac1 * aa) - 3.0 * fi)
     faa = d * (d * fracm * fracm * fracm * aa - 5.0 * (d * fi + fa))
-    fb = fracm * (mom[_B, u, b] - frac1 * mom[_AB, u, b])
-    fab = d * (fracm * fracm * mom[_AB, u, b] - 3.0 * fb)
-    fc = fracm * (mom[_C, u, b] - frac1 * mom[_CA, u, b])
-    fca = d * (fracm * fracm * mom[_CA, u, b] - 3.0 * fc)
-    fbb = fracm * mom[_BB, u, b]
-    fcc = fracm * mom[_CC, u, b]
-    fbc = fracm * mom[_BC, u, b]
-    return (fa, fb, fc, faa, fbb, fcc, fab, fbc, fca)  # the order of _A .. _CA
+    fb = fracm * (b - frac1 * ab)
+    fab = d * (fracm * fracm * ab - 3.0 * fb)
+    fc = fracm * (c - frac1 * ca)
+    fca = d * (fracm * fracm * ca - 3.0 * fc)
+    return (fa, fb, fc, faa, fracm * bb, fracm * cc, fab, fracm * bc, fca)
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
+def _cell_update(m0, dl, dr, s0, fl, fr, m9, gl, gr):
+    """New air mass, tracer mass and moments of a cell (Prather 1986, eqs. 14–16).
+
+    Args:
+        m0, s0, m9: the cell's air mass, tracer mass and moments (local order).
+        dl, dr: air mass through its left and right faces (positive rightward).
+        fl, fr: tracer through them. gl, gr: moment fluxes through them.
+
+    Returns:
+        ``(mass, tracer, moments)``, the moments bounded by Prather's limits for a
+        non-negative distribution: the along-sweep limiter fixes only this direction, and
+        cross moments carried along could otherwise outgrow a nearly emptied cell and defeat
+        the next sweep's limiter.
+    """
+    a, b, c, aa, bb, cc, ab, bc, ca = m9
+    mnew = m0 + dl - dr
+    inv = 1.0 / mnew
+    dm2 = dl + dr
+    snew = s0 + fl - fr
+    san = (a * m0 - 3.0 * (-dm2 * snew + m0 * (fl + fr)) + (gl[_A] - gr[_A])) * inv
+    saa = (
+        aa * m0 * m0
+        + 2.5 * snew * (m0 * m0 - mnew * mnew - 3.0 * dm2 * dm2)
+        + 5.0 * (m0 * (m0 * (fl - fr) - gl[_A] - gr[_A]) + dm2 * san * mnew)
+        + (gl[_AA] - gr[_AA])
+    ) * (inv * inv)
+    # Cross directions: first moment and its mixed moment with the sweep direction.
+    sbn = b + gl[_B] - gr[_B]
+    sab = (ab * m0 - 3.0 * (-dm2 * sbn + m0 * (gl[_B] + gr[_B])) + (gl[_AB] - gr[_AB])) * inv
+    scn = c + gl[_C] - gr[_C]
+    sca = (ca * m0 - 3.0 * (-dm2 * scn + m0 * (gl[_C] + gr[_C])) + (gl[_CA] - gr[_CA])) * inv
+    lim = max(snew, 0.0)
+    san, saa = _bound(san, saa, lim)
+    sbn, sbb = _bound(sbn, bb + gl[_BB] - gr[_BB], lim)
+    scn, scc = _bound(scn, cc + gl[_CC] - gr[_CC], lim)
+    sab = min(max(sab, -lim), lim)
+    sbc = min(max(bc + gl[_BC] - gr[_BC], -lim), lim)
+    sca = min(max(sca, -lim), lim)
+    return mnew, snew, (san, sbn, scn, saa, sbb, scc, sab, sbc, sca)
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
+def _negative_part(anm1, an, fl, fr, sn):
+    """Whether a division of a cell (leaving left, staying, leaving right) is negative."""
+    out_l = -fl if anm1 < 0.0 else 0.0
+    out_r = fr if an > 0.0 else 0.0
+    return (out_l < 0.0) | (out_r < 0.0) | (sn - out_l - out_r < 0.0)
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, **_NOALIAS)
-def _sweep_tile(s, mom, mass, dm, periodic, f, fmom, frac, flag):
+def _sweep_tile(s, m9, mass, dm, closed, f, fmom, frac, flag):
     """One QUS step along the first axis of a tile of lines; updates it in place.
 
-    A tile holds ``B`` parallel lines of ``n`` cells, the line index innermost, so that every
-    loop below runs over contiguous memory and vectorizes.
+    A tile holds ``B`` parallel lines of ``n`` cells, the line index innermost (contiguous),
+    so that every loop below vectorizes along it (the y and z sweeps, on views of the model
+    arrays: nothing is copied).
 
     Args:
-        s: ``(n, B)`` tracer mass. mom: ``(9, n, B)`` moments in local order (a, b, c, aa, bb,
-            cc, ab, bc, ca). mass: ``(n, B)`` air mass.
-        dm: air mass flux per face, positive toward higher cell index. Periodic lines have
-            ``n`` faces (face ``i`` between cells ``i`` and ``i + 1 mod n``); open lines have
-            ``n − 1`` (face ``i`` between cells ``i`` and ``i + 1``), and their first and last
-            cells are boundary cells that are read but not updated.
-        periodic: whether the lines close on themselves.
-        f, fmom, frac, flag: work arrays ``(n, B)``, ``(9, n, B)``, ``(2, n, B)``, ``(B,)``;
-            on return ``f`` and ``fmom`` hold the tracer and moment fluxes through every face.
+        s: ``(n, B)`` tracer mass. m9: the nine ``(n, B)`` moment arrays in local order
+            (a, b, c, aa, bb, cc, ab, bc, ca). mass: ``(n, B)`` air mass.
+        dm: ``(n + 1, B)`` air mass flux, positive toward higher cell index: ``dm[i + 1]``
+            crosses face ``i`` between cells ``i`` and ``i + 1``, so the faces of cell ``c``
+            are rows ``c`` and ``c + 1``; rows 0 and ``n`` must be 0.
+        closed: if true, every cell is updated and the outer faces are closed (rows 0 and
+            ``n`` of the work arrays are zero); if false, the first and last cells are
+            boundary cells, read but not updated.
+        f, fmom, frac, flag: work arrays ``(n + 1, B)``, ``(9, n + 1, B)``, ``(2, n + 1, B)``,
+            ``(B,)`` whose rows 0 and ``n`` are zero; on return ``f`` and ``fmom`` hold the
+            tracer and moment fluxes through every face, indexed like `dm`.
             No two array arguments may share memory (the kernel is compiled ``noalias``).
+
+    Returns:
+        Whether a cell was emptied of air (the time step is too long).
     """
     n, nb = s.shape
-    n_faces = n if periodic else n - 1
-    first = 0 if periodic else 1
-    last = n if periodic else n - 1
+    first, last = (0, n) if closed else (1, n - 1)
     # Tracer flux through each face from the upstream cell's quadratic distribution. Both
     # neighbours are evaluated and the upstream one kept: a load from a data-dependent cell
     # would keep the loop from vectorizing.
-    for i in range(n_faces):
-        r = i + 1 if i + 1 < n else 0
+    for i in range(n - 1):
+        r = i + 1
         for b in range(nb):
-            d = dm[i, b]
-            ml = mass[i, b]
-            mr = mass[r, b]
-            xl = d / ml
-            xr = d / mr
-            xl = xl if ml > 0.0 else 0.0
-            xr = xr if mr > 0.0 else 0.0
-            xl1 = xl - 1.0
-            xr1 = xr + 1.0
-            gl = xl * (s[i, b] - xl1 * (mom[_A, i, b] - (xl1 + xl) * mom[_AA, i, b]))
-            gr = xr * (s[r, b] - xr1 * (mom[_A, r, b] - (xr1 + xr) * mom[_AA, r, b]))
+            d = dm[r, b]
+            gl, xl, xl1 = _upstream_flux(d, mass[i, b], s[i, b], m9[_A][i, b], m9[_AA][i, b], -1.0)
+            gr, xr, xr1 = _upstream_flux(d, mass[r, b], s[r, b], m9[_A][r, b], m9[_AA][r, b], 1.0)
             neg = d < 0.0
-            f[i, b] = gr if neg else gl
-            frac[0, i, b] = xr if neg else xl
-            frac[1, i, b] = xr1 if neg else xl1
+            f[r, b] = gr if neg else gl
+            frac[0, r, b] = xr if neg else xl
+            frac[1, r, b] = xr1 if neg else xl1
+    # Positivity: find cells where a division is negative, then adjust their along-sweep
+    # moments and fluxes (in cell order: a fix changes the face the next cell shares).
     for c in range(first, last):
-        left = c - 1 if c > 0 else n - 1
         n_bad = 0
         for b in range(nb):
-            anm1 = frac[0, left, b]
-            an = frac[0, c, b]
-            fl = f[left, b]
-            fr = f[c, b]
-            out_l = -fl if anm1 < 0.0 else 0.0
-            out_r = fr if an > 0.0 else 0.0
-            bad = (out_l < 0.0) | (out_r < 0.0) | (s[c, b] - out_l - out_r < 0.0)
+            bad = _negative_part(frac[0, c, b], frac[0, c + 1, b], f[c, b], f[c + 1, b], s[c, b])
             flag[b] = bad
             n_bad += bad
         if n_bad:
             for b in range(nb):
                 if flag[b]:
                     fl, fr, sx, sxx = _limit(
-                        frac[0, left, b], frac[0, c, b], f[left, b], f[c, b], s[c, b],
-                        mom[_A, c, b], mom[_AA, c, b],
-                    )
-                    f[left, b] = fl
-                    f[c, b] = fr
-                    mom[_A, c, b] = sx
-                    mom[_AA, c, b] = sxx
-    for i in range(n_faces):
-        r = i + 1 if i + 1 < n else 0
+                        frac[0, c, b], frac[0, c + 1, b], f[c, b], f[c + 1, b], s[c, b],
+                        m9[_A][c, b], m9[_AA][c, b],
+                    )  # fmt: skip
+                    f[c, b] = fl
+                    f[c + 1, b] = fr
+                    m9[_A][c, b] = sx
+                    m9[_AA][c, b] = sxx
+    # Fluxes of the moments, again from both candidate upstream cells.
+    for i in range(n - 1):
+        r = i + 1
         for b in range(nb):
-            d = dm[i, b]
-            fracm = frac[0, i, b]
-            frac1 = frac[1, i, b]
-            fi = f[i, b]
-            neg = d < 0.0
-            # Both candidate upstream cells are evaluated and the upstream one kept.
-            left = _moment_fluxes(d, fracm, frac1, fi, mom, i, b)
-            right = _moment_fluxes(d, fracm, frac1, fi, mom, r, b)
-            for q in range(N_MOMENTS):
-                fmom[q, i, b] = right[q] if neg else left[q]
+            d = dm[r, b]
+            fracm, frac1, fi = frac[0, r, b], frac[1, r, b], f[r, b]
+            left = _moment_fluxes(d, fracm, frac1, fi, _load9(m9, i, b))
+            right = _moment_fluxes(d, fracm, frac1, fi, _load9(m9, r, b))
+            _store9(fmom, r, b, _pick9(d < 0.0, right, left))
+    # New air mass, tracer mass and moments of every updated cell.
     n_empty = 0
     for c in range(first, last):
-        left = c - 1 if c > 0 else n - 1
         for b in range(nb):
-            m0 = mass[c, b]
-            dl = dm[left, b]
-            dr = dm[c, b]
-            mnew = m0 + dl - dr
-            n_empty += mnew <= 0.0
-            inv = 1.0 / mnew
-            dm2 = dl + dr
-            fl = f[left, b]
-            fr = f[c, b]
-            snew = s[c, b] + fl - fr
-            fal = fmom[_A, left, b]
-            far = fmom[_A, c, b]
-            san = (mom[_A, c, b] * m0 - 3.0 * (-dm2 * snew + m0 * (fl + fr)) + (fal - far)) * inv
-            saa = (
-                mom[_AA, c, b] * m0 * m0
-                + 2.5 * snew * (m0 * m0 - mnew * mnew - 3.0 * dm2 * dm2)
-                + 5.0 * (m0 * (m0 * (fl - fr) - fal - far) + dm2 * san * mnew)
-                + (fmom[_AA, left, b] - fmom[_AA, c, b])
-            ) * (inv * inv)
-            fxl = fmom[_B, left, b]
-            fxr = fmom[_B, c, b]
-            sbn = mom[_B, c, b] + fxl - fxr
-            sab = (mom[_AB, c, b] * m0 - 3.0 * (-dm2 * sbn + m0 * (fxl + fxr))
-                   + (fmom[_AB, left, b] - fmom[_AB, c, b])) * inv
-            fxl = fmom[_C, left, b]
-            fxr = fmom[_C, c, b]
-            scn = mom[_C, c, b] + fxl - fxr
-            sca = (mom[_CA, c, b] * m0 - 3.0 * (-dm2 * scn + m0 * (fxl + fxr))
-                   + (fmom[_CA, left, b] - fmom[_CA, c, b])) * inv
-            sbb = mom[_BB, c, b] + fmom[_BB, left, b] - fmom[_BB, c, b]
-            scc = mom[_CC, c, b] + fmom[_CC, left, b] - fmom[_CC, c, b]
-            sbc = mom[_BC, c, b] + fmom[_BC, left, b] - fmom[_BC, c, b]
-            lim = max(snew, 0.0)
-            san, saa = _bound(san, saa, lim)
-            sbn, sbb = _bound(sbn, sbb, lim)
-            scn, scc = _bound(scn, scc, lim)
-            mom[_A, c, b] = san
-            mom[_AA, c, b] = saa
-            mom[_B, c, b] = sbn
-            mom[_BB, c, b] = sbb
-            mom[_C, c, b] = scn
-            mom[_CC, c, b] = scc
-            mom[_AB, c, b] = min(max(sab, -lim), lim)
-            mom[_BC, c, b] = min(max(sbc, -lim), lim)
-            mom[_CA, c, b] = min(max(sca, -lim), lim)
-            s[c, b] = snew
-            mass[c, b] = mnew
+            m, sn, new = _cell_update(
+                mass[c, b], dm[c, b], dm[c + 1, b], s[c, b], f[c, b], f[c + 1, b],
+                _load9(m9, c, b), _load9(fmom, c, b), _load9(fmom, c + 1, b),
+            )  # fmt: skip
+            n_empty += m <= 0.0
+            mass[c, b] = m
+            s[c, b] = sn
+            _store9(m9, c, b, new)
+    return n_empty > 0
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, **_NOALIAS)
+def _sweep_rows(s, mom, mass, dm, f, fmom, frac, flag):
+    """One QUS step along periodic lines stored as rows; updates them in place (x sweep).
+
+    The same scheme as :func:`_sweep_tile`, for lines that close on themselves and lie along
+    the contiguous axis: each loop runs along a line and vectorizes there.
+
+    Args:
+        s: ``(B, n + 1)`` tracer mass of ``B`` lines of ``n`` cells; column ``n`` is a ghost
+            copy of column 0. mom: ``(9, B, n + 1)`` moments in local order. mass: air mass.
+        dm: ``(B, n + 1)`` air mass flux; ``dm[:, i + 1]`` crosses face ``i`` (between cells
+            ``i`` and ``i + 1 mod n``, positive toward ``i + 1``), and ``dm[:, 0]`` repeats
+            face ``n − 1``: the faces of cell ``c`` are ``c`` (left) and ``c + 1`` (right).
+        f, fmom, frac: work arrays shaped and indexed like `dm`, with a leading axis of 9
+            and 2 for `fmom` and `frac`. flag: work array ``(n + 1,)``.
+            No two array arguments may share memory (the kernel is compiled ``noalias``).
+
+    Returns:
+        Whether a cell was emptied of air (the time step is too long).
+    """
+    nb, n1 = s.shape
+    n = n1 - 1
+    n_empty = 0
+    for b in range(nb):
+        for i in range(n):
+            d = dm[b, i + 1]
+            gl, xl, xl1 = _upstream_flux(
+                d, mass[b, i], s[b, i], mom[_A, b, i], mom[_AA, b, i], -1.0
+            )
+            r = i + 1
+            gr, xr, xr1 = _upstream_flux(d, mass[b, r], s[b, r], mom[_A, b, r], mom[_AA, b, r], 1.0)
+            neg = d < 0.0
+            f[b, r] = gr if neg else gl
+            frac[0, b, r] = xr if neg else xl
+            frac[1, b, r] = xr1 if neg else xl1
+        f[b, 0] = f[b, n]
+        frac[0, b, 0] = frac[0, b, n]
+        frac[1, b, 0] = frac[1, b, n]
+        n_bad = 0
+        for c in range(n):
+            bad = _negative_part(frac[0, b, c], frac[0, b, c + 1], f[b, c], f[b, c + 1], s[b, c])
+            flag[c] = bad
+            n_bad += bad
+        if n_bad:
+            # In cell order, as in _sweep_tile: a fix changes the face the next cell shares,
+            # so every cell is checked again with the current fluxes.
+            for c in range(n):
+                anm1, an = frac[0, b, c], frac[0, b, c + 1]
+                if _negative_part(anm1, an, f[b, c], f[b, c + 1], s[b, c]):
+                    fl, fr, sx, sxx = _limit(
+                        anm1, an, f[b, c], f[b, c + 1], s[b, c], mom[_A, b, c], mom[_AA, b, c]
+                    )
+                    f[b, c] = fl
+                    f[b, c + 1] = fr
+                    mom[_A, b, c] = sx
+                    mom[_AA, b, c] = sxx
+                    if c == 0:
+                        f[b, n] = fl
+                        mom[_A, b, n] = sx
+                        mom[_AA, b, n] = sxx
+                    if c == n - 1:
+                        f[b, 0] = fr
+        for i in range(n):
+            d = dm[b, i + 1]
+            fracm, frac1, fi = frac[0, b, i + 1], frac[1, b, i + 1], f[b, i + 1]
+            left = _moment_fluxes(d, fracm, frac1, fi, _load9(mom, b, i))
+            right = _moment_fluxes(d, fracm, frac1, fi, _load9(mom, b, i + 1))
+            _store9(fmom, b, i + 1, _pick9(d < 0.0, right, left))
+        _store9(fmom, b, 0, _load9(fmom, b, n))
+        for c in range(n):
+            m, sn, m9 = _cell_update(
+                mass[b, c], dm[b, c], dm[b, c + 1], s[b, c], f[b, c], f[b, c + 1],
+                _load9(mom, b, c), _load9(fmom, b, c), _load9(fmom, b, c + 1),
+            )  # fmt: skip
+            n_empty += m <= 0.0
+            mass[b, c] = m
+            s[b, c] = sn
+            _store9(mom, b, c, m9)
+        mass[b, n] = mass[b, 0]
+        s[b, n] = s[b, 0]
+        _store9(mom, b, n, _load9(mom, b, 0))
     return n_empty > 0
 
 
 @numba.njit(cache=True)
-def _n_substeps(mass, dm, periodic):
-    """Sub-steps needed so that no cell of a tile loses more than MAX_OUTFLOW_FRACTION of its
-    air in one sub-step (0 if more than MAX_SUBSTEPS would be needed)."""
-    n, nb = mass.shape
-    worst = 0.0
-    first = 0 if periodic else 1
-    last = n if periodic else n - 1
-    for c in range(first, last):
-        left = c - 1 if c > 0 else n - 1
-        for b in range(nb):
-            out = max(dm[c, b], 0.0) + max(-dm[left, b], 0.0)
-            worst = max(worst, out / mass[c, b])
+def _substeps(worst):
+    """Sub-steps so that no cell loses more than MAX_OUTFLOW_FRACTION of its air in one,
+    given the largest outflow fraction of the whole step (0 if more than MAX_SUBSTEPS)."""
     n_sub = max(int(np.ceil(worst / MAX_OUTFLOW_FRACTION)), 1)
     return n_sub if n_sub <= MAX_SUBSTEPS else 0
+
+
+@numba.njit(cache=True)
+def _n_substeps(mass, dm):
+    """Sub-steps for a closed tile of :func:`_sweep_tile` (faces indexed as there)."""
+    n, nb = mass.shape
+    worst = 0.0
+    for c in range(n):
+        for b in range(nb):
+            worst = max(worst, (max(dm[c + 1, b], 0.0) + max(-dm[c, b], 0.0)) / mass[c, b])
+    return _substeps(worst)
+
+
+@numba.njit(cache=True)
+def _n_substeps_rows(mass, dm):
+    """Sub-steps for the periodic rows of :func:`_sweep_rows`."""
+    nb, n1 = mass.shape
+    worst = 0.0
+    for b in range(nb):
+        for c in range(n1 - 1):
+            worst = max(worst, (max(dm[b, c + 1], 0.0) + max(-dm[b, c], 0.0)) / mass[b, c])
+    return _substeps(worst)
 
 
 def sweep_x(s, mom, mass, u_flux, scale):
@@ -348,7 +488,8 @@ def sweep_x(s, mom, mass, u_flux, scale):
     Returns the largest number of sub-steps any row used.
     """
     nl, jm, im = s.shape
-    return _check_substeps(_sweep_x(s, mom, mass, u_flux, scale, *_workspace(im, nl, False)))
+    work = _workspace(nl, im + 1, tile_rows=nl)
+    return _check_substeps(_sweep_x(s, mom, mass, u_flux, scale, *work))
 
 
 def sweep_z(s, mom, mass, w_flux, scale):
@@ -357,33 +498,40 @@ def sweep_z(s, mom, mass, w_flux, scale):
     The surface and the lid are closed. Returns the most sub-steps any row used.
     """
     nl, jm, im = s.shape
-    return _check_substeps(_sweep_z(s, mom, mass, w_flux, scale, *_workspace(nl + 2, im, True)))
+    work = _workspace(nl + 1, im, tile_rows=nl)
+    return _check_substeps(_sweep_z(s, mom, mass, w_flux, scale, *work))
 
 
 @functools.lru_cache(maxsize=16)
-def _workspace(n: int, nb: int, closed: bool):
-    """Per-thread work tiles ``(n, nb)`` for the sweep kernels, allocated once per shape.
+def _workspace(n1: int, nb: int, tile_rows: int = 0):
+    """Per-thread work arrays ``(n1, nb)`` for the sweep kernels, allocated once per shape.
 
-    Fresh large arrays on every call would cost page faults each time; tiles are indexed by
-    ``numba.get_thread_id()``. A closed tile (z sweep) starts with empty boundary cells.
+    Fresh large arrays on every call would cost page faults each time; they are indexed by
+    ``numba.get_thread_id()``. The face arrays start at zero: the closed outer faces of a
+    tile are rows that no kernel writes. With `tile_rows`, the tracer, moment and air mass
+    arrays ``(tile_rows, nb)`` of a copied tile (x and z sweeps) come first.
     """
     threads = numba.config.NUMBA_NUM_THREADS
-    tmass = np.ones((threads, n, nb))
-    return (
-        np.zeros((threads, n, nb)),  # tracer
-        np.zeros((threads, N_MOMENTS, n, nb)),  # moments
-        tmass,  # air mass (1 in closed boundary cells: no division by zero)
-        np.zeros((threads, n, nb)),  # air mass flux per face
-        np.empty((threads, n, nb)),  # tracer flux
-        np.empty((threads, N_MOMENTS, n, nb)),  # moment fluxes
-        np.empty((threads, 2, n, nb)),  # flux fractions
-        np.empty((threads, nb), np.bool_),  # limiter flags
+    tiles = (
+        np.zeros((threads, tile_rows, nb)),  # tracer
+        np.zeros((threads, N_MOMENTS, tile_rows, nb)),  # moments
+        np.ones((threads, tile_rows, nb)),  # air mass
     )
+    faces = (
+        np.zeros((threads, n1, nb)),  # air mass flux
+        np.zeros((threads, n1, nb)),  # tracer flux
+        np.zeros((threads, N_MOMENTS, n1, nb)),  # moment fluxes
+        np.zeros((threads, 2, n1, nb)),  # flux fractions
+        np.zeros((threads, max(n1, nb)), np.bool_),  # limiter flags
+    )
+    return tiles + faces if tile_rows else faces
 
 
 @numba.njit(parallel=True, cache=True)
 def _sweep_x(s, mom, mass, u_flux, scale, w_s, w_mom, w_mass, w_dm, w_f, w_fmom, w_frac, w_flag):
-    """Kernel of :func:`sweep_x`. Each row is one tile: lines along longitude, one per layer.
+    """Kernel of :func:`sweep_x`. Each row is one tile of periodic lines, one per layer,
+    copied with a ghost cell (:func:`_sweep_rows`); the x-sweep's local moment order is the
+    global one.
 
     Returns the sub-steps of each row (0: too many needed; -1: a cell was emptied).
     """
@@ -395,34 +543,34 @@ def _sweep_x(s, mom, mass, u_flux, scale, w_s, w_mom, w_mass, w_dm, w_f, w_fmom,
         f, fmom, frac, flag = w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
         for k in range(nl):
             for i in range(im):
-                ts[i, k] = s[k, j, i]
-                tmass[i, k] = mass[k, j, i]
-                tdm[i, k] = scale * u_flux[k, j, i]
-        for q in range(N_MOMENTS):
-            g = ORDER_X[q]
-            for k in range(nl):
+                ts[k, i] = s[k, j, i]
+                tmass[k, i] = mass[k, j, i]
+                tdm[k, i + 1] = scale * u_flux[k, j, i]
+            ts[k, im] = ts[k, 0]
+            tmass[k, im] = tmass[k, 0]
+            tdm[k, 0] = tdm[k, im]
+            for q in range(N_MOMENTS):
                 for i in range(im):
-                    tmom[q, i, k] = mom[g, k, j, i]
-        n_sub = _n_substeps(tmass, tdm, True)
+                    tmom[q, k, i] = mom[q, k, j, i]
+                tmom[q, k, im] = tmom[q, k, 0]
+        n_sub = _n_substeps_rows(tmass, tdm)
         used[j] = n_sub
         if n_sub == 0:
             continue
         if n_sub > 1:
-            for i in range(im):
-                for k in range(nl):
-                    tdm[i, k] /= n_sub
+            for k in range(nl):
+                for i in range(im + 1):
+                    tdm[k, i] /= n_sub
         for _ in range(n_sub):
-            if _sweep_tile(ts, tmom, tmass, tdm, True, f, fmom, frac, flag):
+            if _sweep_rows(ts, tmom, tmass, tdm, f, fmom, frac, flag):
                 used[j] = -1
         for k in range(nl):
             for i in range(im):
-                s[k, j, i] = ts[i, k]
-                mass[k, j, i] = tmass[i, k]
-        for q in range(N_MOMENTS):
-            g = ORDER_X[q]
-            for k in range(nl):
+                s[k, j, i] = ts[k, i]
+                mass[k, j, i] = tmass[k, i]
+            for q in range(N_MOMENTS):
                 for i in range(im):
-                    mom[g, k, j, i] = tmom[q, i, k]
+                    mom[q, k, j, i] = tmom[q, k, i]
     return used
 
 
@@ -438,90 +586,85 @@ def _check_substeps(used: np.ndarray) -> int:
 def sweep_y(s, mom, mass, v_flux, scale):
     """Advects along latitude with fluxes ``scale * v_flux``, exchanging with the polar caps."""
     nl, jm, im = s.shape
-    _sweep_y(s, mom, mass, v_flux, scale, *_workspace(jm, im, False))
+    _sweep_y(s, mom, mass, v_flux, scale, *_workspace(jm + 1, im))
+
+
+@numba.njit(cache=True)
+def _layer_moments(mom, order, k):
+    """The nine moment planes of layer `k`, views ``(jm, im)``, in the local `order`."""
+    return (
+        mom[order[0], k], mom[order[1], k], mom[order[2], k], mom[order[3], k],
+        mom[order[4], k], mom[order[5], k], mom[order[6], k], mom[order[7], k],
+        mom[order[8], k],
+    )  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _row_moments(mom, order, j):
+    """The nine moment planes of row `j`, views ``(n_layers, im)``, in the local `order`."""
+    return (
+        mom[order[0], :, j], mom[order[1], :, j], mom[order[2], :, j], mom[order[3], :, j],
+        mom[order[4], :, j], mom[order[5], :, j], mom[order[6], :, j], mom[order[7], :, j],
+        mom[order[8], :, j],
+    )  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True)
-def _sweep_y(s, mom, mass, v_flux, scale, w_s, w_mom, w_mass, w_dm, w_f, w_fmom, w_frac, w_flag):
+def _sweep_y(s, mom, mass, v_flux, scale, w_dm, w_f, w_fmom, w_frac, w_flag):
     """Advects along latitude with fluxes ``scale * v_flux``, exchanging with the polar caps.
 
-    Each layer is one tile: lines along latitude, one per longitude. Each cap is gathered into
-    one cell (all ``im`` shares), is the boundary cell of every meridian line, receives or
-    gives the flux of each of the ``im`` faces around it, and is shared out again. Within a
-    cap only the tracer mass and its z-moments are kept: a cap is well mixed horizontally.
+    Each layer is one tile, swept in place: lines along latitude, one per longitude. Each
+    cap is gathered into one cell (all ``im`` shares), is the boundary cell of every meridian
+    line, receives or gives the flux of each of the ``im`` faces around it, and is shared out
+    again. Within a cap only the tracer mass and its z-moments are kept: a cap is well mixed
+    horizontally.
     """
     nl, jm, im = s.shape
     status = np.ones(nl, np.int64)
     for k in numba.prange(nl):
         tid = numba.get_thread_id()
-        ts, tmom, tmass, tdm = w_s[tid], w_mom[tid], w_mass[tid], w_dm[tid]
-        f, fmom, frac, flag = w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
-        # Cap totals: air, tracer, z and zz moments (local c and cc in a y-sweep).
+        tdm, f, fmom, frac, flag = w_dm[tid], w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
+        ts, tmass = s[k], mass[k]
+        m9 = _layer_moments(mom, ORDER_Y, k)
+        # Cap totals: air, tracer, z and zz moments (local c and cc in a y-sweep); while
+        # the tile is swept, every share of a cap holds the whole cap.
         caps = np.zeros((2, 4))
         for pole in range(2):
             j = 0 if pole == 0 else jm - 1
             for i in range(im):
-                caps[pole, 0] += mass[k, j, i]
-                caps[pole, 1] += s[k, j, i]
-                caps[pole, 2] += mom[MZ, k, j, i]
-                caps[pole, 3] += mom[MZZ, k, j, i]
-        for j in range(jm):
-            for i in range(im):
-                ts[j, i] = s[k, j, i]
-                tmass[j, i] = mass[k, j, i]
-        for q in range(N_MOMENTS):
-            g = ORDER_Y[q]
-            for j in range(jm):
-                for i in range(im):
-                    tmom[q, j, i] = mom[g, k, j, i]
-        for j in range(jm - 1):
-            for i in range(im):
-                tdm[j, i] = scale * v_flux[k, j, i]
-        for pole in range(2):
-            j = 0 if pole == 0 else jm - 1
+                caps[pole, 0] += tmass[j, i]
+                caps[pole, 1] += ts[j, i]
+                caps[pole, 2] += m9[_C][j, i]
+                caps[pole, 3] += m9[_CC][j, i]
             for i in range(im):
                 tmass[j, i] = caps[pole, 0]
                 ts[j, i] = caps[pole, 1]
-                for q in range(N_MOMENTS):
-                    tmom[q, j, i] = 0.0
-                tmom[_C, j, i] = caps[pole, 2]
-                tmom[_CC, j, i] = caps[pole, 3]
+                _store9(m9, j, i, (0.0, 0.0, caps[pole, 2], 0.0, 0.0, caps[pole, 3], 0.0, 0.0, 0.0))
+        for j in range(jm - 1):
+            for i in range(im):
+                tdm[j + 1, i] = scale * v_flux[k, j, i]
         out_of_cap = np.zeros(2)
         for i in range(im):
-            out_of_cap[0] += max(tdm[0, i], 0.0)
-            out_of_cap[1] += max(-tdm[jm - 2, i], 0.0)
-        if _sweep_tile(ts, tmom, tmass, tdm, False, f, fmom, frac, flag):
+            out_of_cap[0] += max(tdm[1, i], 0.0)
+            out_of_cap[1] += max(-tdm[jm - 1, i], 0.0)
+        if _sweep_tile(ts, m9, tmass, tdm, False, f, fmom, frac, flag):
             status[k] = -1
-        for j in range(1, jm - 1):
-            for i in range(im):
-                s[k, j, i] = ts[j, i]
-                mass[k, j, i] = tmass[j, i]
-        for q in range(N_MOMENTS):
-            g = ORDER_Y[q]
-            for j in range(1, jm - 1):
-                for i in range(im):
-                    mom[g, k, j, i] = tmom[q, j, i]
-        # Faces 0 and jm-2 border the south and north caps; positive flux is northward.
-        new_caps = caps.copy()
+        # Faces 0 and jm-2 (rows 1 and jm-1) border the south and north caps.
         for pole in range(2):
-            face = 0 if pole == 0 else jm - 2
-            sign = -1.0 if pole == 0 else 1.0
+            j, face = (0, 1) if pole == 0 else (jm - 1, jm - 1)
+            sign = -1.0 if pole == 0 else 1.0  # positive flux is northward
+            new = caps[pole].copy()
             for i in range(im):
-                new_caps[pole, 0] += sign * tdm[face, i]
-                new_caps[pole, 1] += sign * f[face, i]
-                new_caps[pole, 2] += sign * fmom[_C, face, i]
-                new_caps[pole, 3] += sign * fmom[_CC, face, i]
+                new[0] += sign * tdm[face, i]
+                new[1] += sign * f[face, i]
+                new[2] += sign * fmom[_C, face, i]
+                new[3] += sign * fmom[_CC, face, i]
             if out_of_cap[pole] > MAX_OUTFLOW_FRACTION * caps[pole, 0]:
                 status[k] = -1
-        for pole in range(2):
-            j = 0 if pole == 0 else jm - 1
             for i in range(im):
-                mass[k, j, i] = new_caps[pole, 0] / im
-                s[k, j, i] = new_caps[pole, 1] / im
-                for q in range(N_MOMENTS):
-                    mom[q, k, j, i] = 0.0
-                mom[MZ, k, j, i] = new_caps[pole, 2] / im
-                mom[MZZ, k, j, i] = new_caps[pole, 3] / im
+                tmass[j, i] = new[0] / im
+                ts[j, i] = new[1] / im
+                _store9(m9, j, i, (0.0, 0.0, new[2] / im, 0.0, 0.0, new[3] / im, 0.0, 0.0, 0.0))
     if (status < 0).any():
         raise ValueError("QUS y-sweep emptied a cell or a polar cap: the time step is too long")
 
@@ -529,50 +672,49 @@ def _sweep_y(s, mom, mass, v_flux, scale, w_s, w_mom, w_mass, w_dm, w_f, w_fmom,
 @numba.njit(parallel=True, cache=True)
 def _sweep_z(s, mom, mass, w_flux, scale, w_s, w_mom, w_mass, w_dm, w_f, w_fmom, w_frac, w_flag):
     """Kernel of :func:`sweep_z`. Each row is one tile: lines along the vertical, one per
-    longitude, with a closed boundary cell below the surface and above the lid.
+    longitude, closed at the surface and at the lid. The rows of a latitude are strided in
+    the model arrays, so they are copied into a contiguous tile first (in place, the update
+    loop would not vectorize).
 
     Returns the sub-steps of each row (0: too many needed; -1: a cell was emptied).
     """
     nl, jm, im = s.shape
-    n = nl + 2
     used = np.ones(jm, np.int64)
     for j in numba.prange(jm):
         tid = numba.get_thread_id()
         ts, tmom, tmass, tdm = w_s[tid], w_mom[tid], w_mass[tid], w_dm[tid]
         f, fmom, frac, flag = w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
-        # Boundary cells (0 and n-1) stay empty with unit air mass; boundary faces carry 0.
+        m9 = (tmom[0], tmom[1], tmom[2], tmom[3], tmom[4], tmom[5], tmom[6], tmom[7], tmom[8])
         for k in range(nl):
             for i in range(im):
-                ts[k + 1, i] = s[k, j, i]
-                tmass[k + 1, i] = mass[k, j, i]
-        for q in range(N_MOMENTS):
-            g = ORDER_Z[q]
-            for k in range(nl):
+                ts[k, i] = s[k, j, i]
+                tmass[k, i] = mass[k, j, i]
+            for q in range(N_MOMENTS):
+                g = ORDER_Z[q]
                 for i in range(im):
-                    tmom[q, k + 1, i] = mom[g, k, j, i]
+                    tmom[q, k, i] = mom[g, k, j, i]
         for k in range(nl - 1):
             for i in range(im):
                 tdm[k + 1, i] = scale * w_flux[k, j, i]
-        n_sub = _n_substeps(tmass, tdm, False)
+        n_sub = _n_substeps(tmass, tdm)
         used[j] = n_sub
         if n_sub == 0:
             continue
         if n_sub > 1:
-            for k in range(1, n - 2):
+            for k in range(1, nl):
                 for i in range(im):
                     tdm[k, i] /= n_sub
         for _ in range(n_sub):
-            if _sweep_tile(ts, tmom, tmass, tdm, False, f, fmom, frac, flag):
+            if _sweep_tile(ts, m9, tmass, tdm, True, f, fmom, frac, flag):
                 used[j] = -1
         for k in range(nl):
             for i in range(im):
-                s[k, j, i] = ts[k + 1, i]
-                mass[k, j, i] = tmass[k + 1, i]
-        for q in range(N_MOMENTS):
-            g = ORDER_Z[q]
-            for k in range(nl):
+                s[k, j, i] = ts[k, i]
+                mass[k, j, i] = tmass[k, i]
+            for q in range(N_MOMENTS):
+                g = ORDER_Z[q]
                 for i in range(im):
-                    mom[g, k, j, i] = tmom[q, k + 1, i]
+                    mom[g, k, j, i] = tmom[q, k, i]
     return used
 
 
