@@ -174,22 +174,22 @@ def _bound(m1, m2, lim):
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
-def _load9(mom, x, y):
-    """The nine moments ``mom[q][x, y]`` of one cell (`mom`: an array ``(9, ...)`` or a tuple
-    of nine arrays), as a tuple."""
+def _load9(mom, at):
+    """The nine moments ``mom[q][at]`` of one cell (`mom`: an array ``(9, ...)`` or a tuple
+    of nine arrays; `at`: an index or a tuple of indices), as a tuple."""
     return (
-        mom[0][x, y], mom[1][x, y], mom[2][x, y], mom[3][x, y], mom[4][x, y], mom[5][x, y],
-        mom[6][x, y], mom[7][x, y], mom[8][x, y],
+        mom[0][at], mom[1][at], mom[2][at], mom[3][at], mom[4][at], mom[5][at], mom[6][at],
+        mom[7][at], mom[8][at],
     )  # fmt: skip
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
-def _store9(mom, x, y, m9):
-    """Stores nine moments into ``mom[q][x, y]`` (constant indices: a loop over a tuple
-    would put it in memory and keep the caller's loop from vectorizing)."""
-    mom[0][x, y], mom[1][x, y], mom[2][x, y] = m9[0], m9[1], m9[2]
-    mom[3][x, y], mom[4][x, y], mom[5][x, y] = m9[3], m9[4], m9[5]
-    mom[6][x, y], mom[7][x, y], mom[8][x, y] = m9[6], m9[7], m9[8]
+def _store9(mom, at, m9):
+    """Stores nine moments into ``mom[q][at]`` (constant indices: a loop over a tuple would
+    put it in memory and keep the caller's loop from vectorizing)."""
+    mom[0][at], mom[1][at], mom[2][at] = m9[0], m9[1], m9[2]
+    mom[3][at], mom[4][at], mom[5][at] = m9[3], m9[4], m9[5]
+    mom[6][at], mom[7][at], mom[8][at] = m9[6], m9[7], m9[8]
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
@@ -285,17 +285,54 @@ def _negative_part(anm1, an, fl, fr, sn):
     return (out_l < 0.0) | (out_r < 0.0) | (sn - out_l - out_r < 0.0)
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, **_NOALIAS)
-def _sweep_tile(s, m9, mass, dm, closed, f, fmom, frac, flag):
-    """One QUS step along the first axis of a tile of lines; updates it in place.
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
+def _face_flux(d, s, m9, mass, i, r):
+    """Tracer flux through the face between cells `i` and `r` (indices into `s`, `m9`,
+    `mass`) carrying air mass `d` (positive from `i` to `r`): ``(flux, fracm, frac1)``.
 
-    A tile holds ``B`` parallel lines of ``n`` cells, the line index innermost (contiguous),
-    so that every loop below vectorizes along it (the y and z sweeps, on views of the model
-    arrays: nothing is copied).
+    Both neighbours are evaluated and the upstream one kept: a load from a data-dependent
+    cell would keep the caller's loop from vectorizing.
+    """
+    gl, xl, xl1 = _upstream_flux(d, mass[i], s[i], m9[_A][i], m9[_AA][i], -1.0)
+    gr, xr, xr1 = _upstream_flux(d, mass[r], s[r], m9[_A][r], m9[_AA][r], 1.0)
+    neg = d < 0.0
+    return (gr if neg else gl), (xr if neg else xl), (xr1 if neg else xl1)
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
+def _face_moments(d, fracm, frac1, fi, m9, i, r):
+    """Moment fluxes through the face between cells `i` and `r`, from its upstream cell."""
+    left = _moment_fluxes(d, fracm, frac1, fi, _load9(m9, i))
+    right = _moment_fluxes(d, fracm, frac1, fi, _load9(m9, r))
+    return _pick9(d < 0.0, right, left)
+
+
+@numba.njit(cache=True, forceinline=True)
+def _along_layers(c, b, j):
+    """Index of cell `c` of line `b` of a z tile (row `j`) in the model arrays."""
+    return (c, j, b)
+
+
+@numba.njit(cache=True, forceinline=True)
+def _along_rows(c, b, k):
+    """Index of cell `c` of line `b` of a y tile (layer `k`) in the model arrays."""
+    return (k, c, b)
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, **_NOALIAS)
+def _sweep_tile(index, fixed, s, m9, mass, dm, closed, f, fmom, frac, flag):
+    """One QUS step along a tile of parallel lines, in place in the model arrays.
+
+    A tile holds ``B`` parallel lines of ``n`` cells, the line index along the contiguous
+    (longitude) axis, so that every loop below vectorizes along it: the lines of one row
+    (z sweep) or of one layer (y sweep).
 
     Args:
-        s: ``(n, B)`` tracer mass. m9: the nine ``(n, B)`` moment arrays in local order
-            (a, b, c, aa, bb, cc, ab, bc, ca). mass: ``(n, B)`` air mass.
+        index: ``index(c, b, fixed)``, the model-array index of cell `c` of line `b`:
+            :func:`_along_layers` or :func:`_along_rows`.
+        fixed: the row (z) or layer (y) of the tile.
+        s: ``(n_layers, jm, im)`` tracer mass. m9: the nine moment arrays of that shape in
+            local order (a, b, c, aa, bb, cc, ab, bc, ca). mass: air mass.
         dm: ``(n + 1, B)`` air mass flux, positive toward higher cell index: ``dm[i + 1]``
             crosses face ``i`` between cells ``i`` and ``i + 1``, so the faces of cell ``c``
             are rows ``c`` and ``c + 1``; rows 0 and ``n`` must be 0.
@@ -310,145 +347,116 @@ def _sweep_tile(s, m9, mass, dm, closed, f, fmom, frac, flag):
     Returns:
         Whether a cell was emptied of air (the time step is too long).
     """
-    n, nb = s.shape
+    n = dm.shape[0] - 1
+    nb = dm.shape[1]
     first, last = (0, n) if closed else (1, n - 1)
-    # Tracer flux through each face from the upstream cell's quadratic distribution. Both
-    # neighbours are evaluated and the upstream one kept: a load from a data-dependent cell
-    # would keep the loop from vectorizing.
+    # Tracer flux through each face from the upstream cell's quadratic distribution.
     for i in range(n - 1):
         r = i + 1
         for b in range(nb):
-            d = dm[r, b]
-            gl, xl, xl1 = _upstream_flux(d, mass[i, b], s[i, b], m9[_A][i, b], m9[_AA][i, b], -1.0)
-            gr, xr, xr1 = _upstream_flux(d, mass[r, b], s[r, b], m9[_A][r, b], m9[_AA][r, b], 1.0)
-            neg = d < 0.0
-            f[r, b] = gr if neg else gl
-            frac[0, r, b] = xr if neg else xl
-            frac[1, r, b] = xr1 if neg else xl1
+            at_i, at_r = index(i, b, fixed), index(r, b, fixed)
+            fi, x0, x1 = _face_flux(dm[r, b], s, m9, mass, at_i, at_r)
+            f[r, b], frac[0, r, b], frac[1, r, b] = fi, x0, x1
     # Positivity: find cells where a division is negative, then adjust their along-sweep
     # moments and fluxes (in cell order: a fix changes the face the next cell shares).
     for c in range(first, last):
         n_bad = 0
         for b in range(nb):
-            bad = _negative_part(frac[0, c, b], frac[0, c + 1, b], f[c, b], f[c + 1, b], s[c, b])
+            sc = s[index(c, b, fixed)]
+            bad = _negative_part(frac[0, c, b], frac[0, c + 1, b], f[c, b], f[c + 1, b], sc)
             flag[b] = bad
             n_bad += bad
         if n_bad:
             for b in range(nb):
                 if flag[b]:
-                    fl, fr, sx, sxx = _limit(
-                        frac[0, c, b], frac[0, c + 1, b], f[c, b], f[c + 1, b], s[c, b],
-                        m9[_A][c, b], m9[_AA][c, b],
+                    at = index(c, b, fixed)
+                    f[c, b], f[c + 1, b], m9[_A][at], m9[_AA][at] = _limit(
+                        frac[0, c, b], frac[0, c + 1, b], f[c, b], f[c + 1, b], s[at],
+                        m9[_A][at], m9[_AA][at],
                     )  # fmt: skip
-                    f[c, b] = fl
-                    f[c + 1, b] = fr
-                    m9[_A][c, b] = sx
-                    m9[_AA][c, b] = sxx
     # Fluxes of the moments, again from both candidate upstream cells.
     for i in range(n - 1):
         r = i + 1
         for b in range(nb):
-            d = dm[r, b]
-            fracm, frac1, fi = frac[0, r, b], frac[1, r, b], f[r, b]
-            left = _moment_fluxes(d, fracm, frac1, fi, _load9(m9, i, b))
-            right = _moment_fluxes(d, fracm, frac1, fi, _load9(m9, r, b))
-            _store9(fmom, r, b, _pick9(d < 0.0, right, left))
+            at_i, at_r = index(i, b, fixed), index(r, b, fixed)
+            m = _face_moments(dm[r, b], frac[0, r, b], frac[1, r, b], f[r, b], m9, at_i, at_r)
+            _store9(fmom, (r, b), m)
     # New air mass, tracer mass and moments of every updated cell.
     n_empty = 0
     for c in range(first, last):
         for b in range(nb):
+            at = index(c, b, fixed)
             m, sn, new = _cell_update(
-                mass[c, b], dm[c, b], dm[c + 1, b], s[c, b], f[c, b], f[c + 1, b],
-                _load9(m9, c, b), _load9(fmom, c, b), _load9(fmom, c + 1, b),
+                mass[at], dm[c, b], dm[c + 1, b], s[at], f[c, b], f[c + 1, b],
+                _load9(m9, at), _load9(fmom, (c, b)), _load9(fmom, (c + 1, b)),
             )  # fmt: skip
             n_empty += m <= 0.0
-            mass[c, b] = m
-            s[c, b] = sn
-            _store9(m9, c, b, new)
+            mass[at] = m
+            s[at] = sn
+            _store9(m9, at, new)
     return n_empty > 0
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, **_NOALIAS)
-def _sweep_rows(s, mom, mass, dm, f, fmom, frac, flag):
-    """One QUS step along periodic lines stored as rows; updates them in place (x sweep).
+def _sweep_line(s, m9, mass, dm, f, fmom, frac, flag):
+    """One QUS step along one periodic line, in place (the x sweep).
 
-    The same scheme as :func:`_sweep_tile`, for lines that close on themselves and lie along
-    the contiguous axis: each loop runs along a line and vectorizes there.
+    The same scheme as :func:`_sweep_tile`, for a line that closes on itself and lies along
+    the contiguous axis of the model arrays: each loop runs along the line and vectorizes
+    there; only the face that closes the circle is computed apart.
 
     Args:
-        s: ``(B, n + 1)`` tracer mass of ``B`` lines of ``n`` cells; column ``n`` is a ghost
-            copy of column 0. mom: ``(9, B, n + 1)`` moments in local order. mass: air mass.
-        dm: ``(B, n + 1)`` air mass flux; ``dm[:, i + 1]`` crosses face ``i`` (between cells
-            ``i`` and ``i + 1 mod n``, positive toward ``i + 1``), and ``dm[:, 0]`` repeats
-            face ``n − 1``: the faces of cell ``c`` are ``c`` (left) and ``c + 1`` (right).
-        f, fmom, frac: work arrays shaped and indexed like `dm`, with a leading axis of 9
-            and 2 for `fmom` and `frac`. flag: work array ``(n + 1,)``.
+        s: ``(n,)`` tracer mass. m9: the nine ``(n,)`` moment arrays in local order.
+        mass: ``(n,)`` air mass.
+        dm: ``(n + 1,)`` air mass flux; ``dm[i + 1]`` crosses face ``i`` (between cells ``i``
+            and ``i + 1 mod n``, positive toward ``i + 1``) and ``dm[0]`` repeats face
+            ``n − 1``, so the faces of cell ``c`` are ``c`` (left) and ``c + 1`` (right).
+        f, fmom, frac: work arrays indexed like `dm`, with a leading axis of 9 and 2 for
+            `fmom` and `frac`. flag: work array ``(n,)``.
             No two array arguments may share memory (the kernel is compiled ``noalias``).
 
     Returns:
         Whether a cell was emptied of air (the time step is too long).
     """
-    nb, n1 = s.shape
-    n = n1 - 1
+    n = s.shape[0]
+    for i in range(n - 1):
+        f[i + 1], frac[0, i + 1], frac[1, i + 1] = _face_flux(dm[i + 1], s, m9, mass, i, i + 1)
+    f[n], frac[0, n], frac[1, n] = _face_flux(dm[n], s, m9, mass, n - 1, 0)
+    f[0], frac[0, 0], frac[1, 0] = f[n], frac[0, n], frac[1, n]
+    n_bad = 0
+    for c in range(n):
+        bad = _negative_part(frac[0, c], frac[0, c + 1], f[c], f[c + 1], s[c])
+        flag[c] = bad
+        n_bad += bad
+    if n_bad:
+        # In cell order, as in _sweep_tile: a fix changes the face the next cell shares,
+        # so every cell is checked again with the current fluxes.
+        for c in range(n):
+            anm1, an = frac[0, c], frac[0, c + 1]
+            if _negative_part(anm1, an, f[c], f[c + 1], s[c]):
+                f[c], f[c + 1], m9[_A][c], m9[_AA][c] = _limit(
+                    anm1, an, f[c], f[c + 1], s[c], m9[_A][c], m9[_AA][c]
+                )
+                if c == 0:
+                    f[n] = f[0]
+                if c == n - 1:
+                    f[0] = f[n]
+    for i in range(n - 1):
+        d = dm[i + 1]
+        m = _face_moments(d, frac[0, i + 1], frac[1, i + 1], f[i + 1], m9, i, i + 1)
+        _store9(fmom, i + 1, m)
+    _store9(fmom, n, _face_moments(dm[n], frac[0, n], frac[1, n], f[n], m9, n - 1, 0))
+    _store9(fmom, 0, _load9(fmom, n))
     n_empty = 0
-    for b in range(nb):
-        for i in range(n):
-            d = dm[b, i + 1]
-            gl, xl, xl1 = _upstream_flux(
-                d, mass[b, i], s[b, i], mom[_A, b, i], mom[_AA, b, i], -1.0
-            )
-            r = i + 1
-            gr, xr, xr1 = _upstream_flux(d, mass[b, r], s[b, r], mom[_A, b, r], mom[_AA, b, r], 1.0)
-            neg = d < 0.0
-            f[b, r] = gr if neg else gl
-            frac[0, b, r] = xr if neg else xl
-            frac[1, b, r] = xr1 if neg else xl1
-        f[b, 0] = f[b, n]
-        frac[0, b, 0] = frac[0, b, n]
-        frac[1, b, 0] = frac[1, b, n]
-        n_bad = 0
-        for c in range(n):
-            bad = _negative_part(frac[0, b, c], frac[0, b, c + 1], f[b, c], f[b, c + 1], s[b, c])
-            flag[c] = bad
-            n_bad += bad
-        if n_bad:
-            # In cell order, as in _sweep_tile: a fix changes the face the next cell shares,
-            # so every cell is checked again with the current fluxes.
-            for c in range(n):
-                anm1, an = frac[0, b, c], frac[0, b, c + 1]
-                if _negative_part(anm1, an, f[b, c], f[b, c + 1], s[b, c]):
-                    fl, fr, sx, sxx = _limit(
-                        anm1, an, f[b, c], f[b, c + 1], s[b, c], mom[_A, b, c], mom[_AA, b, c]
-                    )
-                    f[b, c] = fl
-                    f[b, c + 1] = fr
-                    mom[_A, b, c] = sx
-                    mom[_AA, b, c] = sxx
-                    if c == 0:
-                        f[b, n] = fl
-                        mom[_A, b, n] = sx
-                        mom[_AA, b, n] = sxx
-                    if c == n - 1:
-                        f[b, 0] = fr
-        for i in range(n):
-            d = dm[b, i + 1]
-            fracm, frac1, fi = frac[0, b, i + 1], frac[1, b, i + 1], f[b, i + 1]
-            left = _moment_fluxes(d, fracm, frac1, fi, _load9(mom, b, i))
-            right = _moment_fluxes(d, fracm, frac1, fi, _load9(mom, b, i + 1))
-            _store9(fmom, b, i + 1, _pick9(d < 0.0, right, left))
-        _store9(fmom, b, 0, _load9(fmom, b, n))
-        for c in range(n):
-            m, sn, m9 = _cell_update(
-                mass[b, c], dm[b, c], dm[b, c + 1], s[b, c], f[b, c], f[b, c + 1],
-                _load9(mom, b, c), _load9(fmom, b, c), _load9(fmom, b, c + 1),
-            )  # fmt: skip
-            n_empty += m <= 0.0
-            mass[b, c] = m
-            s[b, c] = sn
-            _store9(mom, b, c, m9)
-        mass[b, n] = mass[b, 0]
-        s[b, n] = s[b, 0]
-        _store9(mom, b, n, _load9(mom, b, 0))
+    for c in range(n):
+        m, sn, new = _cell_update(
+            mass[c], dm[c], dm[c + 1], s[c], f[c], f[c + 1],
+            _load9(m9, c), _load9(fmom, c), _load9(fmom, c + 1),
+        )  # fmt: skip
+        n_empty += m <= 0.0
+        mass[c] = m
+        s[c] = sn
+        _store9(m9, c, new)
     return n_empty > 0
 
 
@@ -460,78 +468,40 @@ def _substeps(worst):
     return n_sub if n_sub <= MAX_SUBSTEPS else 0
 
 
-@numba.njit(cache=True)
-def _n_substeps(mass, dm):
-    """Sub-steps for a closed tile of :func:`_sweep_tile` (faces indexed as there)."""
-    n, nb = mass.shape
-    worst = 0.0
-    for c in range(n):
-        for b in range(nb):
-            worst = max(worst, (max(dm[c + 1, b], 0.0) + max(-dm[c, b], 0.0)) / mass[c, b])
-    return _substeps(worst)
-
-
-@numba.njit(cache=True)
-def _n_substeps_rows(mass, dm):
-    """Sub-steps for the periodic rows of :func:`_sweep_rows`."""
-    nb, n1 = mass.shape
-    worst = 0.0
-    for b in range(nb):
-        for c in range(n1 - 1):
-            worst = max(worst, (max(dm[b, c + 1], 0.0) + max(-dm[b, c], 0.0)) / mass[b, c])
-    return _substeps(worst)
-
-
 def sweep_x(s, mom, mass, u_flux, scale):
     """Advects along longitude with fluxes ``scale * u_flux``; rows sub-cycle as needed.
 
     Returns the largest number of sub-steps any row used.
     """
     nl, jm, im = s.shape
-    work = _workspace(nl, im + 1, tile_rows=nl)
+    work = _workspace((im + 1,))
     return _check_substeps(_sweep_x(s, mom, mass, u_flux, scale, *work))
 
 
-def sweep_z(s, mom, mass, w_flux, scale):
-    """Advects vertically with fluxes ``scale * w_flux``; rows sub-cycle as needed.
-
-    The surface and the lid are closed. Returns the most sub-steps any row used.
-    """
-    nl, jm, im = s.shape
-    work = _workspace(nl + 1, im, tile_rows=nl)
-    return _check_substeps(_sweep_z(s, mom, mass, w_flux, scale, *work))
-
-
 @functools.lru_cache(maxsize=16)
-def _workspace(n1: int, nb: int, tile_rows: int = 0):
-    """Per-thread work arrays ``(n1, nb)`` for the sweep kernels, allocated once per shape.
+def _workspace(shape: tuple[int, ...]):
+    """Per-thread work arrays of the sweep kernels (face fluxes, fractions, flags), allocated
+    once per shape: ``(n + 1,)`` for a line, ``(n + 1, B)`` for a tile.
 
-    Fresh large arrays on every call would cost page faults each time; they are indexed by
-    ``numba.get_thread_id()``. The face arrays start at zero: the closed outer faces of a
-    tile are rows that no kernel writes. With `tile_rows`, the tracer, moment and air mass
-    arrays ``(tile_rows, nb)`` of a copied tile (x and z sweeps) come first.
+    Fresh arrays on every call would cost page faults each time; they are indexed by
+    ``numba.get_thread_id()``. They start at zero: the closed outer faces of a tile are rows
+    that no kernel writes.
     """
     threads = numba.config.NUMBA_NUM_THREADS
-    tiles = (
-        np.zeros((threads, tile_rows, nb)),  # tracer
-        np.zeros((threads, N_MOMENTS, tile_rows, nb)),  # moments
-        np.ones((threads, tile_rows, nb)),  # air mass
+    return (
+        np.zeros((threads,) + shape),  # air mass flux
+        np.zeros((threads,) + shape),  # tracer flux
+        np.zeros((threads, N_MOMENTS) + shape),  # moment fluxes
+        np.zeros((threads, 2) + shape),  # flux fractions
+        np.zeros((threads, max(shape)), np.bool_),  # limiter flags
     )
-    faces = (
-        np.zeros((threads, n1, nb)),  # air mass flux
-        np.zeros((threads, n1, nb)),  # tracer flux
-        np.zeros((threads, N_MOMENTS, n1, nb)),  # moment fluxes
-        np.zeros((threads, 2, n1, nb)),  # flux fractions
-        np.zeros((threads, max(n1, nb)), np.bool_),  # limiter flags
-    )
-    return tiles + faces if tile_rows else faces
 
 
 @numba.njit(parallel=True, cache=True)
-def _sweep_x(s, mom, mass, u_flux, scale, w_s, w_mom, w_mass, w_dm, w_f, w_fmom, w_frac, w_flag):
-    """Kernel of :func:`sweep_x`. Each row is one tile of periodic lines, one per layer,
-    copied with a ghost cell (:func:`_sweep_rows`); the x-sweep's local moment order is the
-    global one.
+def _sweep_x(s, mom, mass, u_flux, scale, w_dm, w_f, w_fmom, w_frac, w_flag):
+    """Kernel of :func:`sweep_x`: every line along longitude is swept in place
+    (:func:`_sweep_line`); all layers of a row take the same number of sub-steps. The
+    x-sweep's local moment order is the global one.
 
     Returns the sub-steps of each row (0: too many needed; -1: a cell was emptied).
     """
@@ -539,38 +509,28 @@ def _sweep_x(s, mom, mass, u_flux, scale, w_s, w_mom, w_mass, w_dm, w_f, w_fmom,
     used = np.ones(jm, np.int64)
     for j in numba.prange(1, jm - 1):  # polar caps are single cells: nothing moves within them
         tid = numba.get_thread_id()
-        ts, tmom, tmass, tdm = w_s[tid], w_mom[tid], w_mass[tid], w_dm[tid]
-        f, fmom, frac, flag = w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
+        tdm, f, fmom, frac, flag = w_dm[tid], w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
+        worst = 0.0
         for k in range(nl):
             for i in range(im):
-                ts[k, i] = s[k, j, i]
-                tmass[k, i] = mass[k, j, i]
-                tdm[k, i + 1] = scale * u_flux[k, j, i]
-            ts[k, im] = ts[k, 0]
-            tmass[k, im] = tmass[k, 0]
-            tdm[k, 0] = tdm[k, im]
-            for q in range(N_MOMENTS):
-                for i in range(im):
-                    tmom[q, k, i] = mom[q, k, j, i]
-                tmom[q, k, im] = tmom[q, k, 0]
-        n_sub = _n_substeps_rows(tmass, tdm)
+                left = u_flux[k, j, i - 1 if i > 0 else im - 1]
+                out = max(scale * u_flux[k, j, i], 0.0) + max(-scale * left, 0.0)
+                worst = max(worst, out / mass[k, j, i])
+        n_sub = _substeps(worst)
         used[j] = n_sub
         if n_sub == 0:
             continue
-        if n_sub > 1:
-            for k in range(nl):
-                for i in range(im + 1):
-                    tdm[k, i] /= n_sub
-        for _ in range(n_sub):
-            if _sweep_rows(ts, tmom, tmass, tdm, f, fmom, frac, flag):
-                used[j] = -1
         for k in range(nl):
             for i in range(im):
-                s[k, j, i] = ts[k, i]
-                mass[k, j, i] = tmass[k, i]
-            for q in range(N_MOMENTS):
-                for i in range(im):
-                    mom[q, k, j, i] = tmom[q, k, i]
+                tdm[i + 1] = scale * u_flux[k, j, i] / n_sub
+            tdm[0] = tdm[im]
+            m9 = (
+                mom[0, k, j], mom[1, k, j], mom[2, k, j], mom[3, k, j], mom[4, k, j],
+                mom[5, k, j], mom[6, k, j], mom[7, k, j], mom[8, k, j],
+            )  # fmt: skip
+            for _ in range(n_sub):
+                if _sweep_line(s[k, j], m9, mass[k, j], tdm, f, fmom, frac, flag):
+                    used[j] = -1
     return used
 
 
@@ -586,26 +546,24 @@ def _check_substeps(used: np.ndarray) -> int:
 def sweep_y(s, mom, mass, v_flux, scale):
     """Advects along latitude with fluxes ``scale * v_flux``, exchanging with the polar caps."""
     nl, jm, im = s.shape
-    _sweep_y(s, mom, mass, v_flux, scale, *_workspace(jm + 1, im))
+    _sweep_y(s, mom, mass, v_flux, scale, *_workspace((jm + 1, im)))
+
+
+def sweep_z(s, mom, mass, w_flux, scale):
+    """Advects vertically with fluxes ``scale * w_flux``; rows sub-cycle as needed.
+
+    The surface and the lid are closed. Returns the most sub-steps any row used.
+    """
+    nl, jm, im = s.shape
+    return _check_substeps(_sweep_z(s, mom, mass, w_flux, scale, *_workspace((nl + 1, im))))
 
 
 @numba.njit(cache=True)
-def _layer_moments(mom, order, k):
-    """The nine moment planes of layer `k`, views ``(jm, im)``, in the local `order`."""
+def _planes(mom, order):
+    """The nine moment arrays ``(n_layers, jm, im)`` in the local `order` of a sweep."""
     return (
-        mom[order[0], k], mom[order[1], k], mom[order[2], k], mom[order[3], k],
-        mom[order[4], k], mom[order[5], k], mom[order[6], k], mom[order[7], k],
-        mom[order[8], k],
-    )  # fmt: skip
-
-
-@numba.njit(cache=True)
-def _row_moments(mom, order, j):
-    """The nine moment planes of row `j`, views ``(n_layers, im)``, in the local `order`."""
-    return (
-        mom[order[0], :, j], mom[order[1], :, j], mom[order[2], :, j], mom[order[3], :, j],
-        mom[order[4], :, j], mom[order[5], :, j], mom[order[6], :, j], mom[order[7], :, j],
-        mom[order[8], :, j],
+        mom[order[0]], mom[order[1]], mom[order[2]], mom[order[3]], mom[order[4]],
+        mom[order[5]], mom[order[6]], mom[order[7]], mom[order[8]],
     )  # fmt: skip
 
 
@@ -613,33 +571,33 @@ def _row_moments(mom, order, j):
 def _sweep_y(s, mom, mass, v_flux, scale, w_dm, w_f, w_fmom, w_frac, w_flag):
     """Advects along latitude with fluxes ``scale * v_flux``, exchanging with the polar caps.
 
-    Each layer is one tile, swept in place: lines along latitude, one per longitude. Each
-    cap is gathered into one cell (all ``im`` shares), is the boundary cell of every meridian
-    line, receives or gives the flux of each of the ``im`` faces around it, and is shared out
-    again. Within a cap only the tracer mass and its z-moments are kept: a cap is well mixed
-    horizontally.
+    Each layer is one tile: lines along latitude, one per longitude. Each cap is gathered into
+    one cell (all ``im`` shares), is the boundary cell of every meridian line, receives or
+    gives the flux of each of the ``im`` faces around it, and is shared out again. Within a
+    cap only the tracer mass and its z-moments are kept: a cap is well mixed horizontally.
     """
     nl, jm, im = s.shape
+    m9 = _planes(mom, ORDER_Y)
     status = np.ones(nl, np.int64)
     for k in numba.prange(nl):
         tid = numba.get_thread_id()
         tdm, f, fmom, frac, flag = w_dm[tid], w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
-        ts, tmass = s[k], mass[k]
-        m9 = _layer_moments(mom, ORDER_Y, k)
         # Cap totals: air, tracer, z and zz moments (local c and cc in a y-sweep); while
-        # the tile is swept, every share of a cap holds the whole cap.
+        # the layer is swept, every share of a cap holds the whole cap.
         caps = np.zeros((2, 4))
         for pole in range(2):
             j = 0 if pole == 0 else jm - 1
             for i in range(im):
-                caps[pole, 0] += tmass[j, i]
-                caps[pole, 1] += ts[j, i]
-                caps[pole, 2] += m9[_C][j, i]
-                caps[pole, 3] += m9[_CC][j, i]
+                caps[pole, 0] += mass[k, j, i]
+                caps[pole, 1] += s[k, j, i]
+                caps[pole, 2] += m9[_C][k, j, i]
+                caps[pole, 3] += m9[_CC][k, j, i]
             for i in range(im):
-                tmass[j, i] = caps[pole, 0]
-                ts[j, i] = caps[pole, 1]
-                _store9(m9, j, i, (0.0, 0.0, caps[pole, 2], 0.0, 0.0, caps[pole, 3], 0.0, 0.0, 0.0))
+                mass[k, j, i] = caps[pole, 0]
+                s[k, j, i] = caps[pole, 1]
+                _store9(
+                    m9, (k, j, i), (0.0, 0.0, caps[pole, 2], 0.0, 0.0, caps[pole, 3], 0.0, 0.0, 0.0)
+                )
         for j in range(jm - 1):
             for i in range(im):
                 tdm[j + 1, i] = scale * v_flux[k, j, i]
@@ -647,9 +605,9 @@ def _sweep_y(s, mom, mass, v_flux, scale, w_dm, w_f, w_fmom, w_frac, w_flag):
         for i in range(im):
             out_of_cap[0] += max(tdm[1, i], 0.0)
             out_of_cap[1] += max(-tdm[jm - 1, i], 0.0)
-        if _sweep_tile(ts, m9, tmass, tdm, False, f, fmom, frac, flag):
+        if _sweep_tile(_along_rows, k, s, m9, mass, tdm, False, f, fmom, frac, flag):
             status[k] = -1
-        # Faces 0 and jm-2 (rows 1 and jm-1) border the south and north caps.
+        # Faces 0 and jm-2 (rows 1 and jm-1 of the face arrays) border the caps.
         for pole in range(2):
             j, face = (0, 1) if pole == 0 else (jm - 1, jm - 1)
             sign = -1.0 if pole == 0 else 1.0  # positive flux is northward
@@ -662,59 +620,44 @@ def _sweep_y(s, mom, mass, v_flux, scale, w_dm, w_f, w_fmom, w_frac, w_flag):
             if out_of_cap[pole] > MAX_OUTFLOW_FRACTION * caps[pole, 0]:
                 status[k] = -1
             for i in range(im):
-                tmass[j, i] = new[0] / im
-                ts[j, i] = new[1] / im
-                _store9(m9, j, i, (0.0, 0.0, new[2] / im, 0.0, 0.0, new[3] / im, 0.0, 0.0, 0.0))
+                mass[k, j, i] = new[0] / im
+                s[k, j, i] = new[1] / im
+                _store9(
+                    m9, (k, j, i), (0.0, 0.0, new[2] / im, 0.0, 0.0, new[3] / im, 0.0, 0.0, 0.0)
+                )
     if (status < 0).any():
         raise ValueError("QUS y-sweep emptied a cell or a polar cap: the time step is too long")
 
 
 @numba.njit(parallel=True, cache=True)
-def _sweep_z(s, mom, mass, w_flux, scale, w_s, w_mom, w_mass, w_dm, w_f, w_fmom, w_frac, w_flag):
+def _sweep_z(s, mom, mass, w_flux, scale, w_dm, w_f, w_fmom, w_frac, w_flag):
     """Kernel of :func:`sweep_z`. Each row is one tile: lines along the vertical, one per
-    longitude, closed at the surface and at the lid. The rows of a latitude are strided in
-    the model arrays, so they are copied into a contiguous tile first (in place, the update
-    loop would not vectorize).
+    longitude, closed at the surface and at the lid.
 
     Returns the sub-steps of each row (0: too many needed; -1: a cell was emptied).
     """
     nl, jm, im = s.shape
+    m9 = _planes(mom, ORDER_Z)
     used = np.ones(jm, np.int64)
     for j in numba.prange(jm):
         tid = numba.get_thread_id()
-        ts, tmom, tmass, tdm = w_s[tid], w_mom[tid], w_mass[tid], w_dm[tid]
-        f, fmom, frac, flag = w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
-        m9 = (tmom[0], tmom[1], tmom[2], tmom[3], tmom[4], tmom[5], tmom[6], tmom[7], tmom[8])
+        tdm, f, fmom, frac, flag = w_dm[tid], w_f[tid], w_fmom[tid], w_frac[tid], w_flag[tid]
+        worst = 0.0
         for k in range(nl):
             for i in range(im):
-                ts[k, i] = s[k, j, i]
-                tmass[k, i] = mass[k, j, i]
-            for q in range(N_MOMENTS):
-                g = ORDER_Z[q]
-                for i in range(im):
-                    tmom[q, k, i] = mom[g, k, j, i]
-        for k in range(nl - 1):
-            for i in range(im):
-                tdm[k + 1, i] = scale * w_flux[k, j, i]
-        n_sub = _n_substeps(tmass, tdm)
+                up = scale * w_flux[k, j, i] if k < nl - 1 else 0.0
+                down = scale * w_flux[k - 1, j, i] if k > 0 else 0.0
+                worst = max(worst, (max(up, 0.0) + max(-down, 0.0)) / mass[k, j, i])
+        n_sub = _substeps(worst)
         used[j] = n_sub
         if n_sub == 0:
             continue
-        if n_sub > 1:
-            for k in range(1, nl):
-                for i in range(im):
-                    tdm[k, i] /= n_sub
-        for _ in range(n_sub):
-            if _sweep_tile(ts, m9, tmass, tdm, True, f, fmom, frac, flag):
-                used[j] = -1
-        for k in range(nl):
+        for k in range(nl - 1):
             for i in range(im):
-                s[k, j, i] = ts[k, i]
-                mass[k, j, i] = tmass[k, i]
-            for q in range(N_MOMENTS):
-                g = ORDER_Z[q]
-                for i in range(im):
-                    mom[g, k, j, i] = tmom[q, k, i]
+                tdm[k + 1, i] = scale * w_flux[k, j, i] / n_sub
+        for _ in range(n_sub):
+            if _sweep_tile(_along_layers, j, s, m9, mass, tdm, True, f, fmom, frac, flag):
+                used[j] = -1
     return used
 
 
