@@ -92,7 +92,7 @@ def bench_breakdown(grid_name: str, days: int = 2) -> dict[str, float]:
         (qus, "sweep_z", "z sweep"),
         (physics, "column_physics", "column physics"),
         (model.emissions, "flux", "emissions"),
-        (model.met, "boundary_layer", "boundary layer"),
+        (model.met, "pbl_height", "boundary layer"),
         (model.met, "transport", f"met refresh (every {model.config.met_every} steps)"),
         (model, "_removal_rates", "sink factors (with the met refresh)"),
     ]

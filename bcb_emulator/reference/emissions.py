@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numba
 import numpy as np
 
 from bcb_emulator.grid import Grid
@@ -20,6 +21,37 @@ from bcb_emulator.reference.meteorology import DAY, RedNoise, load_land_fraction
 
 SECONDS_PER_YEAR = 365 * DAY
 TG = 1.0e9  # kg
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _weigh_regions(patterns, weights, by_region):
+    """Fills ``by_region = patterns · weights`` (per region) and returns its sum over regions.
+
+    The sum is accumulated region by region, as numpy's ``sum(axis=0)`` does.
+    """
+    n, jm, im = patterns.shape
+    total = np.empty((jm, im))
+    for r in range(n):
+        w = weights[r]
+        for j in range(jm):
+            for i in range(im):
+                x = patterns[r, j, i] * w
+                by_region[r, j, i] = x
+                total[j, i] = x if r == 0 else total[j, i] + x
+    return total
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _diurnal_flux_and_share(total, free, diurnal):
+    """``total · diurnal`` (``diurnal`` per longitude) and ``free / total`` (0 where no fire)."""
+    jm, im = total.shape
+    flux = np.empty((jm, im))
+    share = np.empty((jm, im))
+    for j in range(jm):
+        for i in range(im):
+            flux[j, i] = total[j, i] * diurnal[i]
+            share[j, i] = free[j, i] / total[j, i] if total[j, i] > 0 else 0.0
+    return flux, share
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +143,9 @@ def get_scenario(name: str) -> Scenario:
 class FireEmissions:
     """Emission fluxes of a scenario on a grid.
 
+    :meth:`flux` reuses a scratch array, so one instance must not be called from several
+    threads at once.
+
     Args:
         grid: horizontal grid.
         scenario: emission scenario.
@@ -145,6 +180,10 @@ class FireEmissions:
         self.seasonal = cycle / cycle.mean(axis=1, keepdims=True)  # (n_regions, 365), mean 1
         self._noise = RedNoise(np.random.default_rng(seed + 7919), shape=(len(FIRE_REGIONS),),
                                min_period=2.0, max_period=15.0)  # fmt: skip
+        self._yearly: dict[int, np.ndarray] = {}
+        # Scratch for the per-region fluxes of a call (reused: a fresh array costs page faults).
+        self._by_region = np.empty_like(self.patterns)
+        self._lon_hours = grid.lon / 15.0
 
     def _region_weights(self, t_days: float) -> np.ndarray:
         year = 1850 + int(t_days // 365)
@@ -153,17 +192,20 @@ class FireEmissions:
         frac = doy - d0
         seasonal = (1 - frac) * self.seasonal[:, d0] + frac * self.seasonal[:, (d0 + 1) % 365]
         daily = np.exp(0.45 * self._noise.value(t_days) - 0.5 * 0.45**2)
-        factors = self.scenario.year_factors.get(year, {})
-        yearly = np.array([factors.get(r.name, 1.0) for r in FIRE_REGIONS])
+        yearly = self._yearly.get(year)
+        if yearly is None:
+            factors = self.scenario.year_factors.get(year, {})
+            yearly = self._yearly[year] = np.array([factors.get(r.name, 1.0) for r in FIRE_REGIONS])
         return seasonal * daily * yearly
 
     def flux(self, t_days: float) -> tuple[np.ndarray, np.ndarray]:
         """Emission flux ``(jm, im)`` (kg m-2 s-1) and its share injected above the PBL."""
-        weights = self._region_weights(t_days)
-        by_region = self.patterns * weights[:, None, None]
-        total = by_region.sum(axis=0)
-        free = np.tensordot(self.free_troposphere, by_region, axes=1)
-        share = np.where(total > 0, free / np.where(total > 0, total, 1.0), 0.0)
-        local_hour = ((t_days % 1.0) * 24.0 + self.grid.lon[None, :] / 15.0) % 24.0
+        by_region = self._by_region
+        total = _weigh_regions(self.patterns, self._region_weights(t_days), by_region)
+        # Σ_r free_r · flux_r, as np.tensordot(free_troposphere, by_region, axes=1) computes it.
+        n_regions = len(self.free_troposphere)
+        free = np.dot(self.free_troposphere.reshape(1, n_regions), by_region.reshape(n_regions, -1))
+        free = free.reshape(total.shape)
+        local_hour = ((t_days % 1.0) * 24.0 + self._lon_hours) % 24.0
         diurnal = 1.0 + 0.8 * np.cos(2 * np.pi * (local_hour - 15.0) / 24.0)
-        return total * diurnal, share
+        return _diurnal_flux_and_share(total, free, diurnal)

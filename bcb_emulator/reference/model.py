@@ -3,9 +3,9 @@
 ∂c/∂t = −∇·(c v) − ∂(c ω)/∂p + mixing + convection + E − dry deposition − wet scavenging,
 
 solved with ModelE's numerics where it matters: QUS (Prather second-order moments) advection
-with air mass carried along and Strang splitting, half-hour steps, sub-cycling near the poles,
-then column physics (:mod:`bcb_emulator.reference.physics`). Tracer is kept as mass (kg) with
-its moments; files report the mixing ratio in ModelE's units (10⁻¹¹ kg/kg).
+with air mass carried along and alternating Strang splitting, half-hour steps, sub-cycling near
+the poles, then column physics (:mod:`bcb_emulator.reference.physics`). Tracer is kept as mass
+(kg) with its moments; files report the mixing ratio in ModelE's units (10⁻¹¹ kg/kg).
 
 Example:
 
@@ -22,6 +22,7 @@ import os
 import zipfile
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from bcb_emulator import modele_io, variables
@@ -105,6 +106,53 @@ class SimulationConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _rain_by_layer(prec, per_step, falling_coef, formed_coef, formed, falling_arg, formed_arg):
+    """Rain formed in each layer and the arguments of the two scavenging exponentials.
+
+    All arrays are ``(n_layers, n_columns)``. Fills ``formed = max(P_k − P_{k+1}, 0) · per_step``
+    (mm formed in layer ``k``; ``P`` the flux through the layer bottoms in mm/day, zero above
+    the lid), ``falling_arg = falling_coef · P_{k+1} · per_step`` and ``formed_arg =
+    formed_coef · formed``.
+    """
+    nl, n = prec.shape
+    for k in range(nl):
+        for c in range(n):
+            above = prec[k + 1, c] if k + 1 < nl else 0.0
+            f = max(prec[k, c] - above, 0.0) * per_step
+            formed[k, c] = f
+            falling_arg[k, c] = falling_coef * (above * per_step)
+            formed_arg[k, c] = formed_coef * f
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _scavenging(formed, keep_falling, keep_formed, mu_top, washout, soluble, conv_coef):
+    """Large-scale wet-scavenging factors and convective scavenging fractions.
+
+    All arrays are ``(n_layers, n_columns)``. ``wet_keep = 1 − min(1 − (1 − washout (1 −
+    keep_falling)) (1 − soluble (1 − keep_formed)), 0.999)``; ``conv_scav = conv_coef · formed /
+    max(Σ_k formed, 1e−30)`` where the updraft flows (``mu_top > 0``), else 0.
+    """
+    nl, n = formed.shape
+    wet_keep = np.empty((nl, n))
+    conv_scav = np.empty((nl, n))
+    total = formed[0].copy()
+    for k in range(1, nl):
+        for c in range(n):
+            total[c] += formed[k, c]
+    for c in range(n):
+        total[c] = max(total[c], 1e-30)
+    for k in range(nl):
+        for c in range(n):
+            removed = 1.0 - (1.0 - washout * (1.0 - keep_falling[k, c])) * (
+                1.0 - soluble * (1.0 - keep_formed[k, c])
+            )
+            wet_keep[k, c] = 1.0 - min(removed, 0.999)
+            conv = conv_coef * formed[k, c] / total[c]
+            conv_scav[k, c] = conv if mu_top[k, c] > 0 else 0.0
+    return wet_keep, conv_scav
+
+
 @dataclasses.dataclass
 class Budget:
     """Global BCB mass budget since the start of the run, kg."""
@@ -149,6 +197,13 @@ class ReferenceModel:
         self.max_substeps = 1
         self._tf: TransportFields | None = None
         self._mass = self.air_mass.copy()
+        land = self.met.landfr
+        # −v_d, m/s: dry-deposition velocity of layer 1.
+        self._neg_vd = -(land * config.dry_velocity_land + (1.0 - land) * config.dry_velocity_ocean)
+        # Reused: the scratch of _removal_rates, the per-step fluxes of a met interval.
+        self._rain_scratch = [np.empty((shape[0], shape[1] * shape[2])) for _ in range(3)]
+        self._fluxes = [np.empty(shape) for _ in range(3)]
+        self._mu_step = np.empty(shape)
 
     # ----- state -------------------------------------------------------------------------------
     def mixing_ratio(self) -> np.ndarray:
@@ -198,22 +253,27 @@ class ReferenceModel:
         """Per-step factors ``exp(−k Δt)`` of dry deposition (layer 1) and large-scale wet
         scavenging, and the convective scavenging fractions; constant over a met interval."""
         cfg = self.config
-        land = self.met.landfr
         dz0 = tf.z_edges[1] - tf.z_edges[0]
-        vd = land * cfg.dry_velocity_land + (1.0 - land) * cfg.dry_velocity_ocean
-        dry_keep = np.exp(-vd / dz0 * cfg.dt)  # M · exp(−k Δt), k = v_d / Δz₁
+        dry_keep = np.exp(self._neg_vd / dz0 * cfg.dt)  # M · exp(−k Δt), k = v_d / Δz₁
         steps_per_mm = cfg.dt / DAY  # mm/day -> mm per step
-        above = np.concatenate([tf.prec[1:], np.zeros_like(tf.prec[:1])])
-        formed = np.maximum(tf.prec - above, 0.0) * steps_per_mm  # mm formed in the layer
-        falling = above * steps_per_mm  # mm falling in from above
-        removed = 1.0 - (1.0 - cfg.washout * (1.0 - np.exp(-0.1 * falling))) * (
-            1.0 - cfg.soluble_fraction * (1.0 - np.exp(-cfg.incloud_per_mm * formed))
+        # Rain formed in each layer and falling in from above, mm per step; the fractions left
+        # by below-cloud washout, exp(−0.1 · falling), and by in-cloud scavenging.
+        shape = tf.prec.shape
+        prec = tf.prec.reshape(shape[0], -1)
+        if self._rain_scratch[0].shape != prec.shape:
+            self._rain_scratch = [np.empty(prec.shape) for _ in range(3)]
+        formed, keep_falling, keep_formed = self._rain_scratch
+        _rain_by_layer(
+            prec, steps_per_mm, -0.1, -cfg.incloud_per_mm, formed, keep_falling, keep_formed
         )
-        wet_keep = 1.0 - np.minimum(removed, 0.999)  # = exp(−k Δt) with k = −ln(1 − f) / Δt
-        total_formed = np.maximum(formed.sum(axis=0, keepdims=True), 1e-30)
-        conv_scav = cfg.soluble_fraction * cfg.convective_efficiency * formed / total_formed
-        conv_scav = np.where(tf.mu_top > 0, conv_scav, 0.0)
-        return dry_keep, wet_keep, conv_scav
+        np.exp(keep_falling, out=keep_falling)
+        np.exp(keep_formed, out=keep_formed)
+        # wet_keep = exp(−k Δt) with k = −ln(1 − f) / Δt, f the fraction removed (≤ 0.999).
+        wet_keep, conv_scav = _scavenging(
+            formed, keep_falling, keep_formed, tf.mu_top.reshape(prec.shape), cfg.washout,
+            cfg.soluble_fraction, cfg.soluble_fraction * cfg.convective_efficiency,
+        )  # fmt: skip
+        return dry_keep, wet_keep.reshape(shape), conv_scav.reshape(shape)
 
     def step(self) -> None:
         """Advances the model by one time step.
@@ -225,17 +285,19 @@ class ReferenceModel:
         n = int(round(self.time * DAY / cfg.dt))  # steps since 1850-01-01
         if self._tf is None or n % cfg.met_every == 0:
             t_met = (n - n % cfg.met_every) * cfg.dt / DAY
-            self._tf = self.met.transport(t_met)
-            self._rates = self._removal_rates(self._tf)
-            self._mu_step = self._tf.mu_top * self.grid.area[None] * cfg.dt
-            self._fluxes = [f * cfg.dt for f in (self._tf.u_flux, self._tf.v_flux, self._tf.w_flux)]
+            tf = self._tf = self.met.transport(t_met)
+            self._rates = self._removal_rates(tf)
+            np.multiply(tf.mu_top, self.grid.area, out=self._mu_step)
+            self._mu_step *= cfg.dt
+            for out, f in zip(self._fluxes, (tf.u_flux, tf.v_flux, tf.w_flux), strict=True):
+                np.multiply(f, cfg.dt, out=out)
         tf = self._tf
         mass = self._mass
         mass[...] = self.air_mass
         most = qus.advect(self.tracer, self.moments, mass, *self._fluxes, reverse=bool(n % 2))
         self.max_substeps = max(self.max_substeps, most)
         flux, share = self.emissions.flux(self.time + 0.5 * cfg.dt / DAY)
-        pblht, _, _ = self.met.boundary_layer(self.time, tf.rain)
+        pblht = self.met.pbl_height(self.time)
         dry_keep, wet_keep, conv_scav = self._rates
         budget = physics.column_physics(
             self.tracer, self.moments, self.air_mass, tf.z_edges, flux * self.grid.area * cfg.dt,

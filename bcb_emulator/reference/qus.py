@@ -17,7 +17,14 @@ top of layer ``k`` (``k < n_layers − 1``), positive eastward, northward, upwar
 are single cells stored as ``im`` equal shares; the y-sweep gathers each cap, exchanges with
 all ``im`` adjacent cells at once, and shares the result out again. The x-sweep sub-cycles row
 by row where the Courant number demands it (each sub-step leaves at least a quarter of every
-cell's air in place), as ModelE does near the poles; the z-sweep sub-cycles column by column.
+cell's air in place), as ModelE does near the poles; the z-sweep sub-cycles row by row.
+
+Implementation: every sweep works in place in the model arrays, and every inner loop runs
+along the contiguous longitude axis, so that LLVM vectorizes it (8 doubles per AVX-512
+instruction): the x sweep one line at a time, the y and z sweeps on tiles of ``im`` parallel
+lines (one layer, one row). The scheme's arithmetic is written once, in small inlined
+functions shared by both kernels; upstream values are computed from both neighbours and
+selected, because a load from a data-dependent cell defeats vectorization.
 
 References:
     Prather, M. J. (1986), Numerical advection by conservation of second-order moments,
