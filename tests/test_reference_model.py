@@ -1,12 +1,13 @@
 """The reference model as a whole: budget, positivity, determinism, restart, climatology."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 
 from bcb_emulator.grid import get_grid
-from bcb_emulator.reference import physics
+from bcb_emulator.reference import physics, qus
 from bcb_emulator.reference.emissions import FIRE_REGIONS, FireEmissions, get_scenario
 from bcb_emulator.reference.meteorology import DAY, load_land_fraction
 from bcb_emulator.reference.model import ReferenceModel, SimulationConfig, parse_date
@@ -46,6 +47,135 @@ def test_column_physics_conserves_mass_with_only_transport_processes():
     )  # fmt: skip
     assert np.all(budget == 0.0)
     assert model.total_mass() == pytest.approx(before, rel=1e-13)
+
+
+def _physics_arguments(model, monkeypatch):
+    """The arguments of the model's next call of ``column_physics`` (copies; the step is run)."""
+    captured = []
+    column_physics = physics.column_physics
+
+    def capture(*args):
+        captured.append([a.copy() if isinstance(a, np.ndarray) else a for a in args])
+        return column_physics(*args)
+
+    monkeypatch.setattr(physics, "column_physics", capture)
+    model.step()
+    monkeypatch.setattr(physics, "column_physics", column_physics)
+    return captured[0]
+
+
+def _hard_column_physics_arguments(monkeypatch):
+    """Physics arguments with deep boundary layers, columns without tracer, strong convection."""
+    model = _model()
+    for _ in range(12):
+        model.step()
+    args = _physics_arguments(model, monkeypatch)
+    s, mom, pblht, mu_top = args[0], args[1], args[6], args[7]
+    s[:, ::5, ::3] = 0.0
+    mom[:, s == 0.0] = 0.0
+    pblht[::2] = pblht[::2] * 4.0 + 2500.0
+    pblht[1, :] = 40000.0  # the whole column
+    mu_top *= 5.0  # several convective sub-steps in some columns
+    return args
+
+
+def _column_by_column(s, mom, mass, z_edges, emission, free_share, pblht, mu_top, conv_scav,
+                      dry_keep, wet_keep, dt, tau_mix, rows):  # fmt: skip
+    """The column physics written plainly, one column at a time, for the given rows."""
+    nl = s.shape[0]
+    budget = np.zeros((physics.N_BUDGET, s.shape[1]))
+    relax = 1.0 - math.exp(-dt / tau_mix)
+    for j in rows:
+        for i in range(s.shape[2]):
+            c, m, z, mu = s[:, j, i], mass[:, j, i], z_edges[:, j, i], mu_top[:, j, i]  # views
+            s0 = c.copy()
+            weights, kpbl, total_w = [], 0, 0.0
+            for k in range(nl):
+                below = min(max((pblht[j, i] - z[k]) / (z[k + 1] - z[k]), 0.0), 1.0)
+                below = max(below, 1.0) if k == 0 else below
+                weights.append(below * m[k])
+                total_w += weights[k]
+                kpbl = k if below >= 0.5 else kpbl
+            e, share = emission[j, i], free_share[j, i]
+            if e > 0.0:
+                for k in range(nl):
+                    c[k] += (1.0 - share) * e * weights[k] / total_w
+                ka, kb = min(kpbl + 1, nl - 1), min(kpbl + 2, nl - 1)
+                if ka == kb:
+                    c[ka] += share * e
+                else:
+                    c[ka] += share * e * m[ka] / (m[ka] + m[kb])
+                    c[kb] += share * e * m[kb] / (m[ka] + m[kb])
+                budget[physics.EMITTED, j] += e
+            if kpbl > 0:
+                sm, mm, moved = 0.0, 0.0, 0.0
+                for k in range(kpbl + 1):
+                    sm += c[k]
+                    mm += m[k]
+                for k in range(kpbl):
+                    delta = relax * (sm / mm * m[k] - c[k])
+                    c[k] += delta
+                    moved += delta
+                c[kpbl] = max(c[kpbl] - moved, 0.0)
+            worst = max((max(mu[k] - (mu[k - 1] if k else 0.0), 0.0) + (mu[k - 1] if k else 0.0))
+                        / m[k] for k in range(nl))  # fmt: skip
+            n_sub = math.ceil(worst / qus.MAX_OUTFLOW_FRACTION) if worst > 0.0 else 0
+            for _ in range(n_sub):
+                q = list(c / m) + [0.0]
+                flux_u, scav = 0.0, 0.0
+                for k in range(nl):
+                    below, above = (mu[k - 1] / n_sub if k else 0.0), mu[k] / n_sub
+                    entrain, detrain = max(above - below, 0.0), max(below - above, 0.0)
+                    tracer_u = flux_u + entrain * q[k]
+                    removed = conv_scav[k, j, i] * tracer_u
+                    tracer_u -= removed
+                    scav += removed
+                    qu = tracer_u / (below + entrain) if below + entrain > 0.0 else 0.0
+                    flux_u = qu * above
+                    c[k] += -entrain * q[k] + detrain * qu + above * q[k + 1] - below * q[k]
+                    c[k] = max(c[k], 0.0)
+                budget[physics.WET_CONVECTIVE, j] += scav
+            before = c[0]
+            c[0] = before * dry_keep[j, i]
+            budget[physics.DRY_DEPOSITED, j] += before - c[0]
+            for k in range(nl):
+                before = c[k]
+                c[k] = before * wet_keep[k, j, i]
+                budget[physics.WET_LARGE_SCALE, j] += before - c[k]
+                if c[k] < s0[k]:
+                    mom[:, k, j, i] *= c[k] / s0[k]
+    return budget
+
+
+def test_column_physics_matches_the_column_by_column_formulation(monkeypatch):
+    args = _hard_column_physics_arguments(monkeypatch)
+    expected = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    rows = [0, 1, 2, 9, 10, 11, 12, 13, 23]
+    expected_budget = _column_by_column(*expected, rows=rows)
+    budget = physics.column_physics(*args)
+    for got, want in ((args[0], expected[0]), (args[1], expected[1])):  # tracer, moments
+        np.testing.assert_allclose(got[..., rows, :], want[..., rows, :], rtol=1e-13, atol=0.0)
+    np.testing.assert_allclose(budget[:, rows], expected_budget[:, rows], rtol=1e-13)
+    assert args[0].min() >= 0.0
+
+
+def test_column_physics_does_not_depend_on_how_rows_are_shared_out(monkeypatch):
+    """Any number of threads, or of chunks of rows, gives the same state, bit for bit."""
+    import numba
+
+    args = _hard_column_physics_arguments(monkeypatch)
+    results = []
+    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+        for chunks in (1, 2, 3, 7):
+            numba.set_num_threads(threads)
+            run = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+            budget = physics._column_physics(*run, chunks)
+            results.append((run[0], run[1], budget))
+    numba.set_num_threads(1)
+    for s, mom, budget in results[1:]:
+        np.testing.assert_array_equal(s, results[0][0])
+        np.testing.assert_array_equal(mom, results[0][1])
+        np.testing.assert_array_equal(budget, results[0][2])
 
 
 def test_same_seed_same_state_other_seed_other_weather():
