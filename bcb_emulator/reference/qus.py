@@ -285,6 +285,18 @@ def _cell_update(m0, dl, dr, s0, fl, fr, m9, gl, gr):
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
+def _update_cell(s, m9, mass, at, dl, dr, fl, fr, gl, gr):
+    """Replaces cell `at` of `s`, `m9`, `mass` by its state after the sweep, given the air,
+    tracer and moment fluxes through its faces (:func:`_cell_update`); returns whether the
+    cell was emptied of air."""
+    m, sn, new = _cell_update(mass[at], dl, dr, s[at], fl, fr, _load9(m9, at), gl, gr)
+    mass[at] = m
+    s[at] = sn
+    _store9(m9, at, new)
+    return m <= 0.0
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True)
 def _negative_part(anm1, an, fl, fr, sn):
     """Whether a division of a cell (leaving left, staying, leaving right) is negative."""
     out_l = -fl if anm1 < 0.0 else 0.0
@@ -392,15 +404,10 @@ def _sweep_tile(index, fixed, s, m9, mass, dm, closed, f, fmom, frac, flag):
     n_empty = 0
     for c in range(first, last):
         for b in range(nb):
-            at = index(c, b, fixed)
-            m, sn, new = _cell_update(
-                mass[at], dm[c, b], dm[c + 1, b], s[at], f[c, b], f[c + 1, b],
-                _load9(m9, at), _load9(fmom, (c, b)), _load9(fmom, (c + 1, b)),
+            n_empty += _update_cell(
+                s, m9, mass, index(c, b, fixed), dm[c, b], dm[c + 1, b], f[c, b], f[c + 1, b],
+                _load9(fmom, (c, b)), _load9(fmom, (c + 1, b)),
             )  # fmt: skip
-            n_empty += m <= 0.0
-            mass[at] = m
-            s[at] = sn
-            _store9(m9, at, new)
     return n_empty > 0
 
 
@@ -456,14 +463,9 @@ def _sweep_line(s, m9, mass, dm, f, fmom, frac, flag):
     _store9(fmom, 0, _load9(fmom, n))
     n_empty = 0
     for c in range(n):
-        m, sn, new = _cell_update(
-            mass[c], dm[c], dm[c + 1], s[c], f[c], f[c + 1],
-            _load9(m9, c), _load9(fmom, c), _load9(fmom, c + 1),
-        )  # fmt: skip
-        n_empty += m <= 0.0
-        mass[c] = m
-        s[c] = sn
-        _store9(m9, c, new)
+        n_empty += _update_cell(
+            s, m9, mass, c, dm[c], dm[c + 1], f[c], f[c + 1], _load9(fmom, c), _load9(fmom, c + 1)
+        )
     return n_empty > 0
 
 
