@@ -44,8 +44,8 @@ import numpy as np
 MX, MY, MZ, MXX, MYY, MZZ, MXY, MYZ, MZX = range(9)
 N_MOMENTS = 9
 #: For a sweep along direction a with cross directions b, c, the local moment order is
-#: (a, b, c, aa, bb, cc, ab, bc, ca); these map local to global indices.
-ORDER_X = np.array([MX, MY, MZ, MXX, MYY, MZZ, MXY, MYZ, MZX])
+#: (a, b, c, aa, bb, cc, ab, bc, ca); these map local to global indices (for x the local order
+#: is the global one).
 ORDER_Y = np.array([MY, MX, MZ, MYY, MXX, MZZ, MXY, MZX, MYZ])
 ORDER_Z = np.array([MZ, MY, MX, MZZ, MYY, MXX, MYZ, MXY, MZX])
 _A, _B, _C, _AA, _BB, _CC, _AB, _BC, _CA = range(9)
