@@ -58,8 +58,10 @@ class ModelConfig:
         lstm_kernel: ConvLSTM kernel.
         peepholes: ``"none"``, ``"channel"`` or ``"spatial"`` (see `layers.ConvLSTMCell`).
         pole_mode: ``"fold"`` or ``"reflect"`` (see `layers.SphericalPadding`).
-        gate_conv: ``"fused"`` (one 4F-output convolution per step) or ``"split"`` (four);
-            same weights and math, a speed choice (see `layers.ConvLSTMCell`).
+        gate_conv: ``"auto"`` (Winograd for a 3×3 kernel in float32, else ``"fused"``),
+            ``"fused"`` (one 4F-output convolution per step), ``"split"`` (four) or
+            ``"winograd"`` (3×3 only); same weights and math, a speed choice (see
+            `layers.ConvLSTMCell`).
     """
 
     height: int = 90
@@ -78,7 +80,7 @@ class ModelConfig:
     lstm_kernel: int = 3
     peepholes: str = "none"
     pole_mode: str = "fold"
-    gate_conv: str = "fused"
+    gate_conv: str = "auto"
 
     def __post_init__(self):
         _check_positive(
@@ -93,7 +95,12 @@ class ModelConfig:
         _check_choice("fusion", self.fusion, FUSIONS)
         _check_choice("peepholes", self.peepholes, ("none", "channel", "spatial"))
         _check_choice("pole_mode", self.pole_mode, ("fold", "reflect"))
-        _check_choice("gate_conv", self.gate_conv, ("fused", "split"))
+        _check_choice("gate_conv", self.gate_conv, ("auto", "fused", "split", "winograd"))
+        if self.gate_conv == "winograd" and self.lstm_kernel != 3:
+            raise ValueError(
+                "`gate_conv='winograd'` needs lstm_kernel=3. "
+                f"Received: lstm_kernel={self.lstm_kernel}"
+            )
         if not self.use_3d and self.fusion != "none":
             raise ValueError(
                 "`fusion` must be 'none' when `use_3d` is False (nothing to fuse with). "

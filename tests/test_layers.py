@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from bcb_emulator import grid
+from bcb_emulator.config import ModelConfig
 from bcb_emulator.layers import (
     ConvLSTMCell,
     ConvLSTMStack,
@@ -17,6 +18,8 @@ from bcb_emulator.layers import (
     SphericalCrop,
     SphericalPadding,
 )
+from bcb_emulator.layers.spherical_padding import spherical_pad
+from bcb_emulator.layers.winograd import SphericalWinograd
 
 B, T, H, W, L, F = 2, 3, 8, 12, 3, 8
 
@@ -172,9 +175,11 @@ def test_sft_is_affine_modulation():
         SFTFusion()(x, _rand(B, H, W + 2, 5))
 
 
-def test_conv_lstm_stack_matches_stepwise_cell():
-    """The batched input convolution gives the same states as calling the cell step by step."""
-    stack = ConvLSTMStack(4, 1, peepholes="channel", pole_mode="reflect")
+@pytest.mark.parametrize("gate_conv", ["fused", "winograd"])
+def test_conv_lstm_stack_matches_stepwise_cell(gate_conv):
+    """The batched input convolution and the zero-state first step give the same states as
+    calling the cell step by step from explicit zero states."""
+    stack = ConvLSTMStack(4, 1, peepholes="channel", pole_mode="reflect", gate_conv=gate_conv)
     x = _rand(B, T, H, W, 3)
     out = np.asarray(stack(x))  # (B, H, W, 4)
     cell = stack.cells[0]
@@ -222,3 +227,70 @@ def test_split_gate_convolutions_equal_fused():
     split.set_weights(fused.get_weights())
     np.testing.assert_allclose(np.asarray(split(x)), np.asarray(fused(x)), rtol=1e-5, atol=1e-6)
     assert split.get_config()["gate_conv"] == "split"
+
+
+@pytest.mark.parametrize(
+    "height, width, pole_mode",
+    [(8, 12, "fold"), (46, 72, "fold"), (7, 10, "reflect"), (5, 6, "fold"), (3, 4, "reflect")],
+)
+def test_winograd_convolution_equals_direct_spherical_convolution(height, width, pole_mode):
+    """F(4×4, 3×3) on grids with and without whole tiles equals the halo + valid convolution."""
+    x, kernel = _rand(3, height, width, 5), _rand(3, 3, 5, 7, seed=1)
+    expected = tf.nn.conv2d(spherical_pad(x, 1, 1, pole_mode), kernel, 1, "VALID").numpy()
+    got = np.asarray(SphericalWinograd(height, width, pole_mode).conv_image(x, kernel))
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=2e-5 * np.abs(expected).max())
+
+
+def test_winograd_tables_round_trip_and_cover_the_grid():
+    wino = SphericalWinograd(10, 14, "fold")  # tiles pad the grid to 12 × 16
+    assert wino.positions == 12 * 16
+    x = _rand(10 * 14, 2)
+    tiled = np.take(x, wino.tiled_to_image, axis=0)  # (positions, 2)
+    np.testing.assert_array_equal(np.take(tiled, wino.image_to_tiled, axis=0), x)
+    assert sorted(wino.image_to_tiled) == sorted(set(wino.image_to_tiled))  # one slot per cell
+    assert wino.image_taps.shape == wino.tiled_taps.shape == (36, 3 * 4)
+    # Tiled taps read the same cells as image taps, through the tiled layout.
+    np.testing.assert_array_equal(wino.tiled_to_image[wino.tiled_taps], wino.image_taps)
+
+
+@pytest.mark.parametrize("peepholes", ["none", "channel", "spatial"])
+def test_winograd_stack_equals_direct_stack_values_and_gradients(peepholes):
+    """Same weights, same function: outputs and every gradient agree to rounding."""
+    x = tf.constant(_rand(B, T, 10, W, 5))  # 10 rows: tiles pad the grid
+    direct = ConvLSTMStack(6, 2, peepholes=peepholes, gate_conv="fused")
+    wino = ConvLSTMStack(6, 2, peepholes=peepholes, gate_conv="winograd")
+    direct(x), wino(x)
+    weights = [0.3 * _rand(*w.shape, seed=i) for i, w in enumerate(direct.get_weights())]
+    direct.set_weights(weights)
+    wino.set_weights(weights)
+    results = []
+    for stack in (direct, wino):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = stack(x)
+            loss = tf.reduce_sum(y * tf.sin(tf.range(y.shape[-1], dtype=y.dtype)))
+        results.append([y, *tape.gradient(loss, [x, *stack.trainable_weights])])
+    assert wino.cells[0].algorithm == "winograd" and direct.cells[0].algorithm == "fused"
+    for a, b in zip(*results, strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        assert np.abs(a).max() > 0
+        np.testing.assert_allclose(b, a, atol=1e-5 * np.abs(a).max())
+
+
+def test_gate_conv_auto_and_its_errors():
+    x = _rand(B, T, H, W, 3)
+    for kernel, expected in ((3, "winograd"), (5, "fused")):
+        stack = ConvLSTMStack(4, 1, kernel_size=kernel)
+        stack(x)
+        assert stack.get_config()["gate_conv"] == "auto"
+        assert stack.cells[0].algorithm == expected
+    half = ConvLSTMStack(4, 1, dtype="mixed_float16")
+    half(x)
+    assert half.cells[0].algorithm == "fused"  # Winograd transforms lose digits in float16
+    with pytest.raises(ValueError, match="kernel_size=3"):
+        ConvLSTMCell(4, kernel_size=5, gate_conv="winograd")
+    with pytest.raises(ValueError, match="static grid"):
+        ConvLSTMCell(4, gate_conv="winograd").build((None, None, None, 3))
+    with pytest.raises(ValueError, match="lstm_kernel=3"):
+        ModelConfig(lstm_kernel=5, gate_conv="winograd")

@@ -6,9 +6,11 @@ import keras
 from keras import ops
 
 from bcb_emulator.layers.spherical_padding import POLE_MODES, spherical_pad
+from bcb_emulator.layers.winograd import KERNEL as WINOGRAD_KERNEL
+from bcb_emulator.layers.winograd import SphericalWinograd
 
 PEEPHOLES = ("none", "channel", "spatial")
-GATE_CONVS = ("fused", "split")
+GATE_CONVS = ("auto", "fused", "split", "winograd")
 
 
 @keras.saving.register_keras_serializable(package="bcb_emulator")
@@ -35,17 +37,22 @@ class ConvLSTMCell(keras.layers.Layer):
     ``(H, W, F)``, a weight per grid cell, as in Shi et al. 2015; ties the layer to one grid).
     The forget-gate bias starts at 1.
 
-    `gate_conv` only changes how the same kernel is applied: ``"fused"`` runs one convolution
-    with `4F` outputs, ``"split"`` four convolutions of `F` outputs (one per gate slice of the
-    kernel). The math and the weights are the same; which is faster depends on the hardware's
-    convolution kernels (see ``docs/benchmarks/emulator_training.md``).
+    `gate_conv` only changes how the same kernel is applied: ``"fused"`` runs one direct
+    convolution with `4F` outputs, ``"split"`` four of `F` outputs (one per gate slice of the
+    kernel), ``"winograd"`` the Winograd F(4×4, 3×3) algorithm (`layers.winograd`: 4× fewer
+    multiplies, 3×3 kernels only, the halo folded into its gather tables). ``"auto"`` (default)
+    is ``"winograd"`` for a 3×3 kernel on a static grid in float32, ``"fused"`` otherwise
+    (Winograd's transforms lose more digits in half precision). The weights and the math are
+    the same; results differ by rounding only (about 1e-5 relative in float32). See
+    ``docs/benchmarks/emulator_training.md`` for the speeds.
 
     Args:
         filters: hidden and cell feature maps `F`.
         kernel_size: odd spatial kernel `k`.
         peepholes: ``"none"``, ``"channel"`` or ``"spatial"``.
         pole_mode: pole treatment of the halo, ``"fold"`` or ``"reflect"``.
-        gate_conv: ``"fused"`` (one 4F-output convolution) or ``"split"`` (four F-output).
+        gate_conv: ``"auto"``, ``"fused"`` (one 4F-output convolution), ``"split"`` (four
+            F-output) or ``"winograd"``.
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -74,7 +81,7 @@ class ConvLSTMCell(keras.layers.Layer):
         kernel_size=3,
         peepholes="none",
         pole_mode="fold",
-        gate_conv="fused",
+        gate_conv="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -82,6 +89,11 @@ class ConvLSTMCell(keras.layers.Layer):
             raise ValueError(f"`gate_conv` must be one of {GATE_CONVS}. Received: {gate_conv!r}")
         if kernel_size % 2 != 1:
             raise ValueError(f"`kernel_size` must be odd. Received: kernel_size={kernel_size}")
+        if gate_conv == "winograd" and kernel_size != WINOGRAD_KERNEL:
+            raise ValueError(
+                f"`gate_conv='winograd'` needs kernel_size={WINOGRAD_KERNEL}. "
+                f"Received: kernel_size={kernel_size}"
+            )
         if peepholes not in PEEPHOLES:
             raise ValueError(f"`peepholes` must be one of {PEEPHOLES}. Received: {peepholes!r}")
         if pole_mode not in POLE_MODES:
@@ -91,10 +103,15 @@ class ConvLSTMCell(keras.layers.Layer):
         self.peepholes = peepholes
         self.pole_mode = pole_mode
         self.gate_conv = gate_conv
+        self.algorithm = None  # `gate_conv` resolved at build
+        self.winograd = None
 
     def build(self, inputs_shape, states_shape=None):
         _, height, width, channels = inputs_shape
         self.input_channels = channels
+        self.algorithm = self._resolve_algorithm(height, width)
+        if self.algorithm == "winograd":
+            self.winograd = SphericalWinograd(height, width, self.pole_mode)
         k, f = self.kernel_size, self.filters
         self.kernel = self.add_weight(
             shape=(k, k, channels + f, 4 * f), initializer="glorot_uniform", name="kernel"
@@ -109,6 +126,18 @@ class ConvLSTMCell(keras.layers.Layer):
             ]
         self.built = True
 
+    def _resolve_algorithm(self, height, width):
+        static = height is not None and width is not None
+        if self.gate_conv == "winograd" and not static:
+            raise ValueError(
+                f"`gate_conv='winograd'` needs a static grid. Received: H={height}, W={width}"
+            )
+        if self.gate_conv != "auto":
+            return self.gate_conv
+        float32 = self.compute_dtype == "float32"
+        winograd = static and float32 and self.kernel_size == WINOGRAD_KERNEL
+        return "winograd" if winograd else "fused"
+
     def _bias_init(self, shape, dtype=None):
         f = self.filters
         return ops.concatenate(
@@ -116,6 +145,8 @@ class ConvLSTMCell(keras.layers.Layer):
         )
 
     def _conv(self, x, kernel):
+        if self.algorithm == "winograd":
+            return self.winograd.conv_image(x, kernel)  # (N, H, W, 4F)
         pad = self.kernel_size // 2
         x = spherical_pad(x, pad, pad, self.pole_mode)  # (N, H + k - 1, W + k - 1, C)
         if self.gate_conv == "fused":
@@ -130,16 +161,31 @@ class ConvLSTMCell(keras.layers.Layer):
         return self._conv(x, self.kernel[:, :, : self.input_channels, :]) + self.bias
 
     def step(self, x_gates, h, c):
-        """Advances one time step from precomputed `input_gates`; returns ``(h_t, c_t)``."""
-        z = x_gates + self._conv(h, self.kernel[:, :, self.input_channels :, :])  # (B, H, W, 4F)
-        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)  # 4 × (B, H, W, F)
-        if self.peephole_weights:
-            w_ci, w_cf, w_co = self.peephole_weights
-            z_i = z_i + w_ci * c
-            z_f = z_f + w_cf * c
-        c = ops.sigmoid(z_f) * c + ops.sigmoid(z_i) * ops.tanh(z_c)
-        if self.peephole_weights:
-            z_o = z_o + w_co * c
+        """Advances one time step from precomputed `input_gates`; returns ``(h_t, c_t)``.
+
+        ``h = c = None`` is the zero initial state: the recurrent convolution is skipped.
+        """
+        z = x_gates  # (B, H, W, 4F)
+        if h is not None:
+            z = z + self._conv(h, self.kernel[:, :, self.input_channels :, :])
+        return self.activate(z, c, self.peephole_weights)
+
+    def activate(self, z, c, peepholes):
+        """The gates: pre-activations `z` `(…, 4F)` and ``c_{t−1}`` `(…, F)` → ``(h_t, c_t)``.
+
+        ``c = None`` is the zero state (``f_t ⊙ c_{t−1}`` and the ``w_ci``, ``w_cf`` terms
+        vanish). `peepholes` are ``[w_ci, w_cf, w_co]`` broadcastable to `c`, or empty.
+        """
+        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)  # 4 × (…, F)
+        if c is None:
+            c = ops.sigmoid(z_i) * ops.tanh(z_c)
+        else:
+            if peepholes:
+                z_i = z_i + peepholes[0] * c
+                z_f = z_f + peepholes[1] * c
+            c = ops.sigmoid(z_f) * c + ops.sigmoid(z_i) * ops.tanh(z_c)
+        if peepholes:
+            z_o = z_o + peepholes[2] * c
         h = ops.sigmoid(z_o) * ops.tanh(c)
         return h, c
 

@@ -13,12 +13,22 @@ class ConvLSTMStack(keras.layers.Layer):
     """`num_layers` `ConvLSTMCell` layers; returns the last hidden state of the top layer.
 
     Each layer reads the full hidden-state sequence of the layer below, starting from zero
-    states. Per layer, the input-to-gates convolution of all `T` frames runs as one batched
-    convolution over `B × T` frames; a Python loop over the (small, static) `T` then applies
-    only the recurrent convolution and the gate arithmetic. This is the same math as
-    `keras.layers.ConvLSTM2D` stacked with ``return_sequences=True`` (but for the spherical
-    halo instead of zero ``"same"`` padding), with one fused gate kernel per layer instead of
-    eight gate convolutions per step.
+    states. This is the same math as `keras.layers.ConvLSTM2D` stacked with
+    ``return_sequences=True`` (but for the spherical halo instead of zero ``"same"``
+    padding), computed with less work:
+
+    - one gate kernel per layer instead of eight gate convolutions per step;
+    - the first step skips the recurrent convolution (``h_0 = 0``) and the forget and
+      peephole terms on ``c_0 = 0``;
+    - direct convolutions (``gate_conv="fused"`` or ``"split"``): the input-to-gates
+      convolution of all `T` frames runs as one convolution over `T × B` frames, time-major,
+      and a Python loop over the (small, static) `T` then applies only the recurrent
+      convolution and the gates;
+    - Winograd (``"winograd"``, and ``"auto"`` for 3×3 kernels in float32): the sequence
+      stays in the tiled position-major layout of `layers.winograd` from the first layer's
+      input gather to the last hidden state, the input tiles of all `T` frames are
+      transformed at once, and each step runs one channel mixing over ``[x_t, h_{t−1}]``
+      and one output transform.
 
     Args:
         filters: feature maps `F` of every layer.
@@ -26,7 +36,7 @@ class ConvLSTMStack(keras.layers.Layer):
         kernel_size: odd spatial kernel (3 in the seed).
         peepholes: ``"none"``, ``"channel"`` or ``"spatial"`` (see `ConvLSTMCell`).
         pole_mode: pole treatment of the halo, ``"fold"`` or ``"reflect"``.
-        gate_conv: ``"fused"`` or ``"split"`` gate convolutions (see `ConvLSTMCell`).
+        gate_conv: ``"auto"``, ``"fused"``, ``"split"`` or ``"winograd"`` (see `ConvLSTMCell`).
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -54,7 +64,7 @@ class ConvLSTMStack(keras.layers.Layer):
         kernel_size=3,
         peepholes="none",
         pole_mode="fold",
-        gate_conv="fused",
+        gate_conv="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -92,22 +102,59 @@ class ConvLSTMStack(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
+        if self.cells[0].algorithm == "winograd":
+            return self._call_winograd(inputs)
         _, steps, height, width, channels = inputs.shape
-        x = inputs
-        for depth, cell in enumerate(self.cells):
-            frames = ops.reshape(x, (-1, height, width, channels))  # (B·T, H, W, C)
-            gates = cell.input_gates(frames)  # (B·T, H, W, 4F)
-            gates = ops.reshape(gates, (-1, steps, height, width, 4 * self.filters))
-            # gates: (B, T, H, W, 4F)
-            h = c = ops.zeros_like(gates[:, 0, :, :, : self.filters])  # (B, H, W, F)
+        x = ops.transpose(inputs, (1, 0, 2, 3, 4))  # (T, B, H, W, C)
+        for cell in self.cells:
+            frames = ops.reshape(x, (-1, height, width, channels))  # (T·B, H, W, C)
+            gates = cell.input_gates(frames)  # (T·B, H, W, 4F)
+            gates = ops.reshape(gates, (steps, -1, height, width, 4 * self.filters))
+            # Unstacking time-major frames: its gradient is one stack, where slicing `[:, t]`
+            # would add T zero-filled copies of the whole gate tensor.
+            h = c = None  # zero initial state
             hidden = []
-            for t in range(steps):
-                h, c = cell.step(gates[:, t], h, c)
+            for x_gates in ops.unstack(gates, axis=0):  # T × (B, H, W, 4F)
+                h, c = cell.step(x_gates, h, c)
                 hidden.append(h)
-            if depth < self.num_layers - 1:
-                x = ops.stack(hidden, axis=1)  # (B, T, H, W, F)
-                channels = self.filters
+            x = ops.stack(hidden, axis=0)  # (T, B, H, W, F)
+            channels = self.filters
         return h
+
+    def _call_winograd(self, inputs):
+        """`call` in the tiled position-major layout of `layers.winograd`."""
+        _, steps, height, width, channels = inputs.shape
+        wino = self.cells[0].winograd  # the same tables for every layer
+        x = ops.transpose(inputs, (2, 3, 1, 0, 4))  # (H, W, T, B, C)
+        x = ops.reshape(x, (height * width, steps, -1, channels))  # (H·W, T, B, C)
+        taps = wino.image_taps
+        for cell in self.cells:
+            u = wino.kernel(cell.kernel)  # (36, C + F, 4F)
+            peepholes = [self._tiled(w, wino) for w in cell.peephole_weights]
+            h = c = None  # zero initial state: step 0 mixes x_0 alone
+            hidden = []
+            for v in ops.unstack(wino.tiles(x, taps), axis=2):  # T × (36, tiles, B, C)
+                if h is None:
+                    m = wino.mix(v, u[:, :channels])
+                else:
+                    v = ops.concatenate([v, wino.tiles(h, wino.tiled_taps)], axis=-1)
+                    m = wino.mix(v, u)  # (36, tiles · B, 4F)
+                z = wino.output(m) + cell.bias  # (positions, B, 4F)
+                h, c = cell.activate(z, c, peepholes)  # (positions, B, F)
+                hidden.append(h)
+            x = ops.stack(hidden, axis=1)  # (positions, T, B, F)
+            taps, channels = wino.tiled_taps, self.filters
+        h = ops.take(h, wino.image_to_tiled, axis=0)  # (H·W, B, F)
+        h = ops.reshape(h, (height, width, -1, self.filters))
+        return ops.transpose(h, (2, 0, 1, 3))  # (B, H, W, F)
+
+    @staticmethod
+    def _tiled(weight, wino):
+        """A peephole weight, `(F,)` or `(H, W, F)`, broadcastable to `(positions, B, F)`."""
+        if len(weight.shape) == 1:
+            return weight
+        flat = ops.reshape(weight, (wino.height * wino.width, weight.shape[-1]))
+        return ops.expand_dims(ops.take(flat, wino.tiled_to_image, axis=0), 1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[2], input_shape[3], self.filters)
