@@ -278,6 +278,24 @@ def test_winograd_stack_equals_direct_stack_values_and_gradients(peepholes):
         np.testing.assert_allclose(b, a, atol=1e-5 * np.abs(a).max())
 
 
+def test_winograd_stack_compiles_with_xla():
+    """The XLA switch (`TrainConfig.jit_compile`) compiles the gathers and transforms."""
+    x = tf.constant(_rand(B, T, 10, W, 5))
+    stack = ConvLSTMStack(6, 2, peepholes="spatial", gate_conv="winograd")
+    stack(x)
+
+    def forward_backward(x):
+        with tf.GradientTape() as tape:
+            y = stack(x)
+            loss = tf.reduce_sum(y * y)
+        return [y, *tape.gradient(loss, stack.trainable_weights)]
+
+    eager = forward_backward(x)
+    compiled = tf.function(forward_backward, jit_compile=True)(x)
+    for a, b in zip(eager, compiled, strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5 * np.abs(a).max())
+
+
 def test_gate_conv_auto_and_its_errors():
     x = _rand(B, T, H, W, 3)
     for kernel, expected in ((3, "winograd"), (5, "fused")):
