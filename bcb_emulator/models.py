@@ -32,6 +32,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from bcb_emulator import losses, metrics  # noqa: F401  (register the loss and metrics)
 from bcb_emulator.config import ModelConfig
 from bcb_emulator.layers import ConvLSTMStack, Readout, SFTFusion, SpatialEncoder
 
@@ -78,6 +79,16 @@ def build_emulator(config: ModelConfig) -> keras.Model:
     )(fused)  # (B, H, W, F_lstm)
     bcb = Readout(config.levels, dtype="float32", name="bcb")(hidden)  # (B, H, W, L)
     return keras.Model(inputs=inputs, outputs=bcb, name="bcb_emulator")
+
+
+def load_emulator(path, compile: bool = True) -> keras.Model:
+    """Loads an emulator saved as `.keras` (e.g. ``<out_dir>/model.keras`` of training).
+
+    Importing this module registers everything such a file names: the custom layers, the
+    `losses.MseMae` loss and the `metrics` it was compiled with. ``compile=False`` skips the
+    optimizer, loss and metrics (inference only).
+    """
+    return keras.saving.load_model(path, compile=compile)
 
 
 def from_channels_first(x2d, x3d):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -96,6 +98,31 @@ def test_model_save_load_identical_outputs(tmp_path):
     restored = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(restored.predict(inputs, verbose=0), expected)
     assert [w.shape for w in restored.weights] == [w.shape for w in model.weights]
+
+
+def test_trained_model_loads_in_a_fresh_interpreter(tmp_path):
+    """A `.keras` file compiled with the package's loss and metrics loads with
+    `load_emulator` alone (nothing else imported) and predicts the same values."""
+    model = build_emulator(TINY)
+    model.compile(optimizer="adam", loss=MseMae(), metrics=level_metrics(L))
+    inputs = _inputs()
+    model.fit(inputs, np.zeros((B, H, W, L), "float32"), epochs=1, verbose=0)
+    np.save(tmp_path / "expected.npy", model.predict(inputs, verbose=0))
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    model.save(tmp_path / "m.keras")
+    script = (
+        "import sys, numpy as np\n"
+        "from bcb_emulator.models import load_emulator\n"
+        "d = sys.argv[1]\n"
+        "model = load_emulator(d + '/m.keras')\n"
+        "assert type(model.loss).__name__ == 'MseMae', model.loss\n"
+        "got = model.predict(dict(np.load(d + '/inputs.npz')), verbose=0)\n"
+        "np.testing.assert_allclose(got, np.load(d + '/expected.npy'), rtol=1e-6, atol=1e-6)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_every_trainable_weight_gets_a_gradient():
