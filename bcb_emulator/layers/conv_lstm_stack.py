@@ -106,7 +106,7 @@ class ConvLSTMStack(keras.layers.Layer):
             return self._call_winograd(inputs)
         _, steps, height, width, channels = inputs.shape
         x = ops.transpose(inputs, (1, 0, 2, 3, 4))  # (T, B, H, W, C)
-        for cell in self.cells:
+        for depth, cell in enumerate(self.cells):
             frames = ops.reshape(x, (-1, height, width, channels))  # (T·B, H, W, C)
             gates = cell.input_gates(frames)  # (T·B, H, W, 4F)
             gates = ops.reshape(gates, (steps, -1, height, width, 4 * self.filters))
@@ -117,8 +117,9 @@ class ConvLSTMStack(keras.layers.Layer):
             for x_gates in ops.unstack(gates, axis=0):  # T × (B, H, W, 4F)
                 h, c = cell.step(x_gates, h, c)
                 hidden.append(h)
-            x = ops.stack(hidden, axis=0)  # (T, B, H, W, F)
-            channels = self.filters
+            if depth < self.num_layers - 1:
+                x = ops.stack(hidden, axis=0)  # (T, B, H, W, F)
+                channels = self.filters
         return h
 
     def _call_winograd(self, inputs):
@@ -128,7 +129,7 @@ class ConvLSTMStack(keras.layers.Layer):
         x = ops.transpose(inputs, (2, 3, 1, 0, 4))  # (H, W, T, B, C)
         x = ops.reshape(x, (height * width, steps, -1, channels))  # (H·W, T, B, C)
         taps = wino.image_taps
-        for cell in self.cells:
+        for depth, cell in enumerate(self.cells):
             u = wino.kernel(cell.kernel)  # (36, C + F, 4F)
             peepholes = [self._tiled(w, wino) for w in cell.peephole_weights]
             h = c = None  # zero initial state: step 0 mixes x_0 alone
@@ -142,8 +143,9 @@ class ConvLSTMStack(keras.layers.Layer):
                 z = wino.output(m) + cell.bias  # (positions, B, 4F)
                 h, c = cell.activate(z, c, peepholes)  # (positions, B, F)
                 hidden.append(h)
-            x = ops.stack(hidden, axis=1)  # (positions, T, B, F)
-            taps, channels = wino.tiled_taps, self.filters
+            if depth < self.num_layers - 1:
+                x = ops.stack(hidden, axis=1)  # (positions, T, B, F)
+                taps, channels = wino.tiled_taps, self.filters
         h = ops.take(h, wino.image_to_tiled, axis=0)  # (H·W, B, F)
         h = ops.reshape(h, (height, width, -1, self.filters))
         return ops.transpose(h, (2, 0, 1, 3))  # (B, H, W, F)
