@@ -298,11 +298,15 @@ def test_winograd_stack_compiles_with_xla():
 
 def test_gate_conv_auto_and_its_errors():
     x = _rand(B, T, H, W, 3)
-    for kernel, expected in ((3, "winograd"), (5, "fused")):
+    for kernel, expected, convolutions in ((3, "winograd", 0), (5, "fused", T)):
         stack = ConvLSTMStack(4, 1, kernel_size=kernel)
         stack(x)
         assert stack.get_config()["gate_conv"] == "auto"
         assert stack.cells[0].algorithm == expected
+        graph = tf.function(stack).get_concrete_function(tf.TensorSpec(x.shape)).graph
+        ops = [op.type for op in graph.get_operations()]
+        # Fused: one 4F-output convolution for the input of all T frames, one per later step.
+        assert ops.count("Conv2D") == convolutions, ops
     half = ConvLSTMStack(4, 1, dtype="mixed_float16")
     half(x)
     assert half.cells[0].algorithm == "fused"  # Winograd transforms lose digits in float16

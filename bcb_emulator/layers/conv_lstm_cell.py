@@ -149,7 +149,7 @@ class ConvLSTMCell(keras.layers.Layer):
             return self.winograd.conv_image(x, kernel)  # (N, H, W, 4F)
         pad = self.kernel_size // 2
         x = spherical_pad(x, pad, pad, self.pole_mode)  # (N, H + k - 1, W + k - 1, C)
-        if self.gate_conv == "fused":
+        if self.algorithm == "fused":
             return ops.conv(x, kernel, padding="valid")  # (N, H, W, 4F)
         f = self.filters
         gates = [ops.conv(x, kernel[..., g * f : (g + 1) * f]) for g in range(4)]
