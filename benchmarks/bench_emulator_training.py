@@ -13,7 +13,8 @@ processes on the machine slow every variant alike):
 Training FLOPs are counted analytically: a convolution or dense layer with `K` taps, `C_in`
 input and `C_out` output channels on `P` output points costs ``2 · P · K · C_in · C_out``
 forward (one multiply-add = 2 FLOPs); a training step costs 3 × the forward (forward, gradient
-with respect to the input, gradient with respect to the weights). Elementwise work (gates,
+with respect to the input, gradient with respect to the weights), 2 × for the Winograd
+transforms (products with constant matrices: no weight gradient). Elementwise work (gates,
 normalization, padding, gathers) is not counted, so achieved FLOP/s is a lower bound.
 
 Two counts per variant:
@@ -113,14 +114,19 @@ def conv_flops(points: int, taps: int, c_in: int, c_out: int) -> int:
     return 2 * points * taps * c_in * c_out
 
 
-def stack_flops(c: ModelConfig, batch: int, c_in: int, algorithm: str = "stock") -> int:
-    """Forward FLOPs of the ConvLSTM stack.
+def stack_flops(
+    c: ModelConfig, batch: int, c_in: int, algorithm: str = "stock", training: bool = False
+) -> int:
+    """FLOPs of the ConvLSTM stack, forward or (`training`) a whole training step.
 
     `algorithm`: ``"stock"`` (input and recurrent convolutions at every step: the
     direct-equivalent count), ``"direct"`` (our stack: no recurrent convolution at the first
     step) or ``"winograd"`` (F(4×4, 3×3) transforms and channel mixing, as
-    `layers.winograd` computes them).
+    `layers.winograd` computes them). A training step costs 3 × the forward of products
+    with weights (convolutions, channel mixing) but 2 × that of the Winograd transforms,
+    products with constant matrices that need no weight gradient.
     """
+    weighted, constant = (3, 2) if training else (1, 1)
     frame = batch * c.height * c.width  # output points of one time step
     steps, k2, f = c.time_steps, c.lstm_kernel**2, c.lstm_filters
     recurrent_steps = steps if algorithm == "stock" else steps - 1
@@ -129,20 +135,25 @@ def stack_flops(c: ModelConfig, batch: int, c_in: int, algorithm: str = "stock")
     total = 0
     for _ in range(c.lstm_layers):
         if algorithm == "winograd":
-            total += conv_flops(a2, k2, 1, (c_in + f) * 4 * f)  # kernel transform
-            total += conv_flops(tiles * steps, a2, a2, c_in)  # input tiles, all steps
-            total += conv_flops(tiles * recurrent_steps, a2, a2, f)  # recurrent tiles
-            total += conv_flops(tiles * a2, 1, steps * c_in + recurrent_steps * f, 4 * f)
-            total += conv_flops(tiles * steps, a2, TILE * TILE, 4 * f)  # output transform
+            mixing_channels = steps * c_in + recurrent_steps * f  # summed over the steps
+            total += weighted * conv_flops(tiles * a2, 1, mixing_channels, 4 * f)
+            total += constant * (
+                conv_flops(a2, k2, 1, (c_in + f) * 4 * f)  # kernel transform
+                + conv_flops(tiles * steps, a2, a2, c_in)  # input tiles, all steps
+                + conv_flops(tiles * recurrent_steps, a2, a2, f)  # recurrent tiles
+                + conv_flops(tiles * steps, a2, TILE * TILE, 4 * f)  # output transform
+            )
         else:
-            total += conv_flops(frame * steps, k2, c_in, 4 * f)
-            total += conv_flops(frame * recurrent_steps, k2, f, 4 * f)
+            total += weighted * conv_flops(frame * steps, k2, c_in, 4 * f)
+            total += weighted * conv_flops(frame * recurrent_steps, k2, f, 4 * f)
         c_in = f
     return total
 
 
-def emulator_flops(c: ModelConfig, batch: int, algorithm: str = "stock") -> int:
-    """Forward FLOPs of the emulator (encoders, SFT, ConvLSTM stack, readout)."""
+def emulator_flops(
+    c: ModelConfig, batch: int, algorithm: str = "stock", training: bool = False
+) -> int:
+    """FLOPs of the emulator (encoders, SFT, ConvLSTM stack, readout), as `stack_flops`."""
     points = batch * c.time_steps * c.height * c.width
     f, k2 = c.encoder_filters, c.encoder_kernel**2
     total = 0
@@ -150,9 +161,8 @@ def emulator_flops(c: ModelConfig, batch: int, algorithm: str = "stock") -> int:
         total += conv_flops(points, 1, channels, f)
         total += c.encoder_blocks * conv_flops(points, k2, f, f)
     total += 2 * (conv_flops(points, 1, f, c.sft_hidden) + conv_flops(points, 1, c.sft_hidden, f))
-    total += stack_flops(c, batch, f, algorithm)
     total += conv_flops(batch * c.height * c.width, 1, c.lstm_filters, c.levels)
-    return total
+    return (3 if training else 1) * total + stack_flops(c, batch, f, algorithm, training)
 
 
 @dataclasses.dataclass
@@ -191,16 +201,14 @@ def make_variants(config: ModelConfig, batch: int) -> list[Variant]:
         ):
             if kind == "stack":
                 flops = [
-                    stack_flops(c, batch, c.encoder_filters, a) + readout
+                    stack_flops(c, batch, c.encoder_filters, a, training=True) + 3 * readout
                     for a in ("stock", algorithm)
                 ]
             else:
-                flops = [emulator_flops(c, batch, a) for a in ("stock", algorithm)]
+                flops = [emulator_flops(c, batch, a, training=True) for a in ("stock", algorithm)]
             model = build(c, stock)
             model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse")
-            variants.append(
-                Variant(f"{kind}: {label}", model, x, target, 3 * flops[0], 3 * flops[1])
-            )
+            variants.append(Variant(f"{kind}: {label}", model, x, target, *flops))
     return variants
 
 
@@ -290,7 +298,8 @@ def report(config: ModelConfig, batch: int, steps: int, rounds: int, result: dic
             "",
             "FLOPs are counted analytically (see the benchmark's docstring): "
             "`2 · points · taps · C_in · C_out` per convolution forward, × 3 for a training "
-            "step; elementwise work and gathers are not counted. Direct-equivalent FLOPs are "
+            "step (× 2 for the Winograd transforms: constant matrices, no weight gradient); "
+            "elementwise work and gathers are not counted. Direct-equivalent FLOPs are "
             "those of the stock layer (the same for every variant); performed FLOPs are those "
             "each variant actually computes, and give its % of the matmul peak. The stock stack "
             "does the same convolutions (zero `same` padding instead of the spherical halo).",
