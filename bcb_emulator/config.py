@@ -23,6 +23,7 @@ from bcb_emulator import grid, variables
 FUSIONS = ("3d_conditions_2d", "2d_conditions_3d", "none")
 MIXED_PRECISION = ("float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("auto", "none", "mirrored")
+WINOGRAD_KERNELS = (3, 5)  # layers.winograd.KERNELS, without importing Keras here
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -58,10 +59,13 @@ class ModelConfig:
         lstm_kernel: ConvLSTM kernel.
         peepholes: ``"none"``, ``"channel"`` or ``"spatial"`` (see `layers.ConvLSTMCell`).
         pole_mode: ``"fold"`` or ``"reflect"`` (see `layers.SphericalPadding`).
-        gate_conv: ``"auto"`` (Winograd for a 3×3 kernel in float32, else ``"fused"``),
-            ``"fused"`` (one 4F-output convolution per step), ``"split"`` (four) or
-            ``"winograd"`` (3×3 only); same weights and math, a speed choice (see
+        gate_conv: ``"auto"`` (Winograd for a 3×3 or 5×5 kernel in float32, else
+            ``"fused"``), ``"fused"`` (one 4F-output convolution per step), ``"split"`` (four)
+            or ``"winograd"``; same weights and math, a speed choice (see
             `layers.ConvLSTMCell`).
+        encoder_conv: ``"auto"`` (Winograd for a 3×3 or 5×5 kernel in float32, else
+            ``"direct"``), ``"direct"`` or ``"winograd"``: how the encoders apply their k×k
+            kernels; same weights and math (see `layers.SpatialEncoder`).
     """
 
     height: int = 90
@@ -81,6 +85,7 @@ class ModelConfig:
     peepholes: str = "none"
     pole_mode: str = "fold"
     gate_conv: str = "auto"
+    encoder_conv: str = "auto"
 
     def __post_init__(self):
         _check_positive(
@@ -96,11 +101,16 @@ class ModelConfig:
         _check_choice("peepholes", self.peepholes, ("none", "channel", "spatial"))
         _check_choice("pole_mode", self.pole_mode, ("fold", "reflect"))
         _check_choice("gate_conv", self.gate_conv, ("auto", "fused", "split", "winograd"))
-        if self.gate_conv == "winograd" and self.lstm_kernel != 3:
-            raise ValueError(
-                "`gate_conv='winograd'` needs lstm_kernel=3. "
-                f"Received: lstm_kernel={self.lstm_kernel}"
-            )
+        _check_choice("encoder_conv", self.encoder_conv, ("auto", "direct", "winograd"))
+        for name, choice, kernel in (
+            ("gate_conv", self.gate_conv, "lstm_kernel"),
+            ("encoder_conv", self.encoder_conv, "encoder_kernel"),
+        ):
+            if choice == "winograd" and getattr(self, kernel) not in WINOGRAD_KERNELS:
+                raise ValueError(
+                    f"`{name}='winograd'` needs {kernel} in {WINOGRAD_KERNELS}. "
+                    f"Received: {kernel}={getattr(self, kernel)}"
+                )
         if not self.use_3d and self.fusion != "none":
             raise ValueError(
                 "`fusion` must be 'none' when `use_3d` is False (nothing to fuse with). "

@@ -53,6 +53,7 @@ def build_emulator(config: ModelConfig) -> keras.Model:
         filters=config.encoder_filters,
         kernel_size=config.encoder_kernel,
         num_blocks=config.encoder_blocks,
+        conv=config.encoder_conv,
         **common,
     )
     f1 = SpatialEncoder(**encoder, name="encoder_2d")(x2d)  # (B, T, H, W, F)

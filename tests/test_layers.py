@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from bcb_emulator import grid
-from bcb_emulator.config import ModelConfig
+from bcb_emulator.config import WINOGRAD_KERNELS, ModelConfig
 from bcb_emulator.layers import (
     ConvLSTMCell,
     ConvLSTMStack,
@@ -19,7 +19,7 @@ from bcb_emulator.layers import (
     SphericalPadding,
 )
 from bcb_emulator.layers.spherical_padding import spherical_pad
-from bcb_emulator.layers.winograd import SphericalWinograd
+from bcb_emulator.layers.winograd import KERNELS, SphericalWinograd, transforms
 
 B, T, H, W, L, F = 2, 3, 8, 12, 3, 8
 
@@ -142,13 +142,15 @@ def test_padding_rejects_bad_arguments():
         SphericalPadding(1, 1, "fold")(np.zeros((1, 8, 11, 1), "float32"))
 
 
-def test_encoder_is_periodic_in_longitude():
-    """Rolling the input in longitude rolls the output: no seam at the dateline."""
-    encoder = SpatialEncoder(F, groups=4)
+@pytest.mark.parametrize("conv, atol", [("direct", 1e-5), ("winograd", 5e-5)])
+def test_encoder_is_periodic_in_longitude(conv, atol):
+    """Rolling the input in longitude rolls the output: no seam at the dateline. (Winograd
+    tiles do not roll with the field, so its rounding differs a little more.)"""
+    encoder = SpatialEncoder(F, groups=4, conv=conv)
     x = _rand(1, 2, H, W, 6)
     y = np.asarray(encoder(x))  # (1, 2, H, W, F)
     y_rolled = np.asarray(encoder(np.roll(x, 5, axis=3)))
-    np.testing.assert_allclose(y_rolled, np.roll(y, 5, axis=3), atol=1e-5)
+    np.testing.assert_allclose(y_rolled, np.roll(y, 5, axis=3), atol=atol)
 
 
 def test_encoder_time_steps_are_independent():
@@ -230,16 +232,43 @@ def test_split_gate_convolutions_equal_fused():
 
 
 @pytest.mark.parametrize(
-    "height, width, pole_mode",
-    [(8, 12, "fold"), (46, 72, "fold"), (7, 10, "reflect"), (5, 6, "fold"), (3, 4, "reflect")],
+    "height, width, pole_mode, k",
+    [
+        (8, 12, "fold", 3),
+        (46, 72, "fold", 3),
+        (7, 10, "reflect", 3),
+        (5, 6, "fold", 3),
+        (3, 4, "reflect", 3),
+        (8, 12, "fold", 5),
+        (46, 72, "reflect", 5),
+        (9, 14, "fold", 5),
+    ],
 )
-def test_winograd_convolution_equals_direct_spherical_convolution(height, width, pole_mode):
-    """F(4×4, 3×3) on grids with and without whole tiles equals the halo + valid convolution."""
-    x, kernel = _rand(3, height, width, 5), _rand(3, 3, 5, 7, seed=1)
-    expected = tf.nn.conv2d(spherical_pad(x, 1, 1, pole_mode), kernel, 1, "VALID").numpy()
-    got = np.asarray(SphericalWinograd(height, width, pole_mode).conv_image(x, kernel))
+def test_winograd_convolution_equals_direct_spherical_convolution(height, width, pole_mode, k):
+    """F(4×4, k×k) on grids with and without whole tiles equals the halo + valid convolution."""
+    x, kernel = _rand(3, height, width, 5), _rand(k, k, 5, 7, seed=1)
+    padded = spherical_pad(x, k // 2, k // 2, pole_mode)
+    expected = tf.nn.conv2d(padded, kernel, 1, "VALID").numpy()
+    got = np.asarray(SphericalWinograd(height, width, pole_mode, k).conv_image(x, kernel))
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=2e-5 * np.abs(expected).max())
+
+
+def test_winograd_transforms_are_lavin_and_gray_f43_and_exact():
+    """The Toom-Cook construction reproduces the published F(4, 3) matrices, and every
+    supported F(4, k) computes a 1-D correlation exactly (in float64)."""
+    bt, g, at = transforms(3)
+    np.testing.assert_allclose(at, [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0],
+                                    [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])  # fmt: skip
+    np.testing.assert_allclose(g[:, 0], [1 / 4, -1 / 6, -1 / 6, 1 / 24, 1 / 24, 0])
+    np.testing.assert_allclose(bt[0], [4, 0, -5, 0, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(bt[5], [0, 4, 0, -5, 0, 1], atol=1e-12)
+    rng = np.random.default_rng(0)
+    for k in (3, 5):
+        bt, g, at = transforms(k)
+        d, w = rng.normal(size=4 + k - 1), rng.normal(size=k)
+        expected = np.correlate(d, w, mode="valid")  # y_i = Σ_j w_j d_{i+j}
+        np.testing.assert_allclose(at @ ((g @ w) * (bt @ d)), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_winograd_tables_round_trip_and_cover_the_grid():
@@ -298,7 +327,7 @@ def test_winograd_stack_compiles_with_xla():
 
 def test_gate_conv_auto_and_its_errors():
     x = _rand(B, T, H, W, 3)
-    for kernel, expected, convolutions in ((3, "winograd", 0), (5, "fused", T)):
+    for kernel, expected, convolutions in ((3, "winograd", 0), (5, "winograd", 0), (7, "fused", T)):
         stack = ConvLSTMStack(4, 1, kernel_size=kernel)
         stack(x)
         assert stack.get_config()["gate_conv"] == "auto"
@@ -310,9 +339,35 @@ def test_gate_conv_auto_and_its_errors():
     half = ConvLSTMStack(4, 1, dtype="mixed_float16")
     half(x)
     assert half.cells[0].algorithm == "fused"  # Winograd transforms lose digits in float16
-    with pytest.raises(ValueError, match="kernel_size=3"):
-        ConvLSTMCell(4, kernel_size=5, gate_conv="winograd")
+    with pytest.raises(ValueError, match=r"kernel size in \(3, 5\)"):
+        ConvLSTMCell(4, kernel_size=7, gate_conv="winograd")
+    with pytest.raises(ValueError, match=r"kernel size in \(3, 5\)"):
+        SpatialEncoder(4, kernel_size=7, groups=2, conv="winograd")
     with pytest.raises(ValueError, match="static grid"):
         ConvLSTMCell(4, gate_conv="winograd").build((None, None, None, 3))
-    with pytest.raises(ValueError, match="lstm_kernel=3"):
-        ModelConfig(lstm_kernel=5, gate_conv="winograd")
+    with pytest.raises(ValueError, match=r"lstm_kernel in \(3, 5\)"):
+        ModelConfig(lstm_kernel=7, gate_conv="winograd")
+    with pytest.raises(ValueError, match=r"encoder_kernel in \(3, 5\)"):
+        ModelConfig(encoder_kernel=7, encoder_conv="winograd")
+    assert WINOGRAD_KERNELS == KERNELS
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_winograd_encoder_equals_direct_values_and_gradients(kernel):
+    """`SpatialEncoder(conv="winograd")` is the same function of the same weights."""
+    x = tf.constant(_rand(B, 2, 10, W, 6))
+    direct = SpatialEncoder(F, kernel, groups=4, conv="direct")
+    wino = SpatialEncoder(F, kernel, groups=4, conv="winograd")
+    direct(x), wino(x)
+    assert direct.winograd is None and wino.winograd is not None
+    wino.set_weights(direct.get_weights())
+    results = []
+    for encoder in (direct, wino):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(encoder(x) ** 2)
+        results.append([loss, *tape.gradient(loss, [x, *encoder.trainable_weights])])
+    for a, b in zip(*results, strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        np.testing.assert_allclose(b, a, atol=2e-5 * np.abs(a).max())
+    assert SpatialEncoder(F, groups=4).get_config()["conv"] == "auto"

@@ -6,8 +6,7 @@ import keras
 from keras import ops
 
 from bcb_emulator.layers.spherical_padding import POLE_MODES, spherical_pad
-from bcb_emulator.layers.winograd import KERNEL as WINOGRAD_KERNEL
-from bcb_emulator.layers.winograd import SphericalWinograd
+from bcb_emulator.layers.winograd import SphericalWinograd, check_choice, use_winograd
 
 PEEPHOLES = ("none", "channel", "spatial")
 GATE_CONVS = ("auto", "fused", "split", "winograd")
@@ -39,12 +38,12 @@ class ConvLSTMCell(keras.layers.Layer):
 
     `gate_conv` only changes how the same kernel is applied: ``"fused"`` runs one direct
     convolution with `4F` outputs, ``"split"`` four of `F` outputs (one per gate slice of the
-    kernel), ``"winograd"`` the Winograd F(4×4, 3×3) algorithm (`layers.winograd`: 4× fewer
-    multiplies, 3×3 kernels only, the halo folded into its gather tables). ``"auto"`` (default)
-    is ``"winograd"`` for a 3×3 kernel on a static grid in float32, ``"fused"`` otherwise
-    (Winograd's transforms lose more digits in half precision). The weights and the math are
-    the same; results differ by rounding only (about 1e-5 relative in float32). See
-    ``docs/benchmarks/emulator_training.md`` for the speeds.
+    kernel), ``"winograd"`` the Winograd F(4×4, k×k) algorithm (`layers.winograd`: 4× fewer
+    multiplies for 3×3, 6× for 5×5; the halo folded into its gather tables). ``"auto"``
+    (default) is ``"winograd"`` for a 3×3 or 5×5 kernel on a static grid in float32,
+    ``"fused"`` otherwise (Winograd's transforms lose more digits in half precision). The
+    weights and the math are the same; results differ by rounding only (about 1e-5 relative in
+    float32). See ``docs/benchmarks/emulator_training.md`` for the speeds.
 
     Args:
         filters: hidden and cell feature maps `F`.
@@ -85,15 +84,9 @@ class ConvLSTMCell(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if gate_conv not in GATE_CONVS:
-            raise ValueError(f"`gate_conv` must be one of {GATE_CONVS}. Received: {gate_conv!r}")
         if kernel_size % 2 != 1:
             raise ValueError(f"`kernel_size` must be odd. Received: kernel_size={kernel_size}")
-        if gate_conv == "winograd" and kernel_size != WINOGRAD_KERNEL:
-            raise ValueError(
-                f"`gate_conv='winograd'` needs kernel_size={WINOGRAD_KERNEL}. "
-                f"Received: kernel_size={kernel_size}"
-            )
+        check_choice("gate_conv", gate_conv, GATE_CONVS, kernel_size)
         if peepholes not in PEEPHOLES:
             raise ValueError(f"`peepholes` must be one of {PEEPHOLES}. Received: {peepholes!r}")
         if pole_mode not in POLE_MODES:
@@ -109,9 +102,13 @@ class ConvLSTMCell(keras.layers.Layer):
     def build(self, inputs_shape, states_shape=None):
         _, height, width, channels = inputs_shape
         self.input_channels = channels
-        self.algorithm = self._resolve_algorithm(height, width)
-        if self.algorithm == "winograd":
-            self.winograd = SphericalWinograd(height, width, self.pole_mode)
+        if use_winograd(
+            "gate_conv", self.gate_conv, self.kernel_size, height, width, self.compute_dtype
+        ):
+            self.algorithm = "winograd"
+            self.winograd = SphericalWinograd(height, width, self.pole_mode, self.kernel_size)
+        else:
+            self.algorithm = "fused" if self.gate_conv == "auto" else self.gate_conv
         k, f = self.kernel_size, self.filters
         self.kernel = self.add_weight(
             shape=(k, k, channels + f, 4 * f), initializer="glorot_uniform", name="kernel"
@@ -125,18 +122,6 @@ class ConvLSTMCell(keras.layers.Layer):
                 for gate in ("i", "f", "o")
             ]
         self.built = True
-
-    def _resolve_algorithm(self, height, width):
-        static = height is not None and width is not None
-        if self.gate_conv == "winograd" and not static:
-            raise ValueError(
-                f"`gate_conv='winograd'` needs a static grid. Received: H={height}, W={width}"
-            )
-        if self.gate_conv != "auto":
-            return self.gate_conv
-        float32 = self.compute_dtype == "float32"
-        winograd = static and float32 and self.kernel_size == WINOGRAD_KERNEL
-        return "winograd" if winograd else "fused"
 
     def _bias_init(self, shape, dtype=None):
         f = self.filters

@@ -1,21 +1,22 @@
-"""Winograd F(4×4, 3×3) convolutions with a spherical halo, in a tiled position-major layout.
+"""Winograd F(4×4, k×k) convolutions with a spherical halo, in a tiled position-major layout.
 
-A 3×3 convolution computed tile by tile: each 4 × 4 block of outputs comes from the 6 × 6
-block of inputs around it through ``Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`` (Lavin and Gray 2016),
-which takes 36 multiplies per input and output channel pair instead of 16 · 9 = 144: the
-channel mixing, where all the arithmetic is, shrinks 4×. Summed over the 36 tile positions
-``ξ``, the channel mixing is one batched matrix product ``M_ξ = V_ξ U_ξ`` of the transformed
-inputs ``V`` `(36, tiles, C_in)` and the transformed kernel ``U`` `(36, C_in, C_out)`. It is the
-same linear map as the direct convolution; only the rounding differs (about 1e-5 relative in
-float32, see ``tests/test_layers.py``).
+A k×k convolution (k = 3 or 5) computed tile by tile: each 4 × 4 block of outputs comes from
+the α × α block of inputs around it (α = 4 + k − 1) through
+``Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`` (Lavin and Gray 2016). That takes α² multiplies per input
+and output channel pair instead of 16 k²: for 3×3, 36 instead of 144; for 5×5, 64 instead of
+400. Summed over the α² tile positions ``ξ``, the channel mixing, where the arithmetic is,
+is one batched matrix product ``M_ξ = V_ξ U_ξ``. Its operands are the transformed inputs ``V``
+`(α², tiles, C_in)` and the transformed kernel ``U`` `(α², C_in, C_out)`. It is the same linear
+map as the direct convolution; only the rounding differs (about 1e-5 relative in float32, see
+``tests/test_layers.py``).
 
-Tensors are position-major: `(positions, …, C)`, any batch and time axes in the middle. Two
-position orders are used:
+Tensors are position-major: `(positions, …, C)`, with any batch and time axes in the middle.
+Two position orders are used:
 
 - image: position ``r · W + c`` of grid row `r` (south → north) and column `c`;
 - tiled: position ``((dy · 4 + dx) · n_y + t_y) · n_x + t_x`` of row ``4 t_y + dy`` and
-  column ``4 t_x + dx``, which is the order the output transform writes. The grid is padded up
-  to whole tiles; the padding cells hold finite values that real cells never read.
+  column ``4 t_x + dx``. This is the order the output transform writes. The grid is padded
+  up to whole tiles; the padding cells hold finite values that real cells never read.
 
 The spherical halo (cyclic longitude, reflection or fold across the poles, exactly as
 `spherical_pad`) is folded into the gather index tables, so padding costs nothing.
@@ -26,44 +27,46 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from keras import ops
 
 TILE = 4  # outputs per tile side, m
-KERNEL = 3  # kernel side, r
-ALPHA = TILE + KERNEL - 1  # input tile side, 6
+KERNELS = (3, 5)  # supported kernel sides, r
+# Interpolation points, taken in this order (then ∞): small magnitudes keep the transforms'
+# entries, and so the rounding, small (Lavin and Gray 2016, section 4.2).
+POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
 
-# F(4, 3) with the interpolation points 0, ±1, ±2 and ∞ (Lavin and Gray 2016, section 4.2).
-_BT = np.array(
-    [
-        [4, 0, -5, 0, 1, 0],
-        [0, -4, -4, 1, 1, 0],
-        [0, 4, -4, -1, 1, 0],
-        [0, -2, -1, 2, 1, 0],
-        [0, 2, -1, -2, 1, 0],
-        [0, 4, 0, -5, 0, 1],
-    ],
-    dtype=np.float64,
-)
-_G = np.array(
-    [
-        [1 / 4, 0, 0],
-        [-1 / 6, -1 / 6, -1 / 6],
-        [-1 / 6, 1 / 6, -1 / 6],
-        [1 / 24, 1 / 12, 1 / 6],
-        [1 / 24, -1 / 12, 1 / 6],
-        [0, 0, 1],
-    ],
-    dtype=np.float64,
-)
-_AT = np.array(
-    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-    dtype=np.float64,
-)
-# The 2-D transforms as matrices on flattened tiles (row-major ``i · side + j``).
-INPUT_TRANSFORM = np.kron(_BT, _BT)  # (36, 36): V = Bᵀ d B
-KERNEL_TRANSFORM = np.kron(_G, _G)  # (36, 9): U = G g Gᵀ
-OUTPUT_TRANSFORM = np.kron(_AT, _AT)  # (16, 36): Y = Aᵀ M A
+
+@functools.cache
+def transforms(kernel: int, tile: int = TILE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns ``(Bᵀ, G, Aᵀ)`` of F(tile, kernel), shapes `(α, α)`, `(α, r)`, `(m, α)`.
+
+    Toom-Cook construction on the first ``α − 1`` `POINTS` and ∞: ``Aᵀ`` evaluates the
+    output polynomial at the points, ``G`` the kernel polynomial divided by the Lagrange
+    denominators, and ``Bᵀ`` is the unique matrix that makes the algorithm exact.
+    """
+    alpha = tile + kernel - 1
+    points = np.array(POINTS[: alpha - 1])
+    if len(points) < alpha - 1:
+        raise ValueError(f"F({tile}, {kernel}) needs {alpha - 1} points; {len(POINTS)} are set")
+    at = np.zeros((tile, alpha))
+    at[:, :-1] = points[None, :] ** np.arange(tile)[:, None]
+    at[tile - 1, -1] = 1.0
+    g = np.zeros((alpha, kernel))
+    for j, p in enumerate(points):
+        g[j] = p ** np.arange(kernel) / np.prod(p - np.delete(points, j))
+    g[-1, -1] = 1.0
+    # Exactness: Σ_j Aᵀ[i, j] G[j, k] Bᵀ[j, l] = δ(l, i + k) for every output i, tap k, input l.
+    system = (at[:, None, :] * g.T[None, :, :]).reshape(tile * kernel, alpha)
+    target = np.zeros((tile * kernel, alpha))
+    for i in range(tile):
+        for k in range(kernel):
+            target[i * kernel + k, i + k] = 1.0
+    bt = np.linalg.lstsq(system, target, rcond=None)[0]
+    assert np.allclose(system @ bt, target, atol=1e-9), "inconsistent Winograd system"
+    return bt, g, at
 
 
 def sphere_cell(rows, cols, height: int, width: int, pole_mode: str):
@@ -83,30 +86,38 @@ def sphere_cell(rows, cols, height: int, width: int, pole_mode: str):
 
 
 class SphericalWinograd:
-    """Gather tables and transforms of 3×3 spherical-halo convolutions on one `H × W` grid.
+    """Gather tables and transforms of k×k spherical-halo convolutions on one `H × W` grid.
 
     Attributes:
+        kernel_size: the kernel side `k` (one of `KERNELS`); alpha: input tile side ``4 + k − 1``.
         tiles_y, tiles_x: tiles per column and row, ``⌈H/4⌉`` and ``⌈W/4⌉``.
         positions: tiled positions ``16 · tiles_y · tiles_x`` (≥ ``H · W``).
-        image_taps, tiled_taps: `(36, tiles)` int32: for each tile position and tile, the
+        image_taps, tiled_taps: `(α², tiles)` int32: for each tile position and tile, the
             input cell it reads, as an image or a tiled position.
         image_to_tiled: `(H · W,)` int32, tiled position of each image cell.
         tiled_to_image: `(positions,)` int32, image cell that each tiled position holds (or,
             for tile padding, the cell it mirrors).
     """
 
-    def __init__(self, height: int, width: int, pole_mode: str):
+    def __init__(self, height: int, width: int, pole_mode: str, kernel_size: int = 3):
+        if kernel_size not in KERNELS:
+            raise ValueError(f"Winograd kernels are {KERNELS}. Received: {kernel_size}")
         self.height, self.width = height, width
+        self.kernel_size, self.alpha = kernel_size, TILE + kernel_size - 1
+        bt, g, at = transforms(kernel_size)
+        self.input_transform = np.kron(bt, bt)  # (α², α²): V = Bᵀ d B on flattened tiles
+        self.kernel_transform = np.kron(g, g)  # (α², k²): U = G g Gᵀ
+        self.output_transform = np.kron(at, at)  # (16, α²): Y = Aᵀ M A
         self.tiles_y, self.tiles_x = -(-height // TILE), -(-width // TILE)
         self.positions = TILE * TILE * self.tiles_y * self.tiles_x
         ty, tx, i, j = np.meshgrid(
             np.arange(self.tiles_y),
             np.arange(self.tiles_x),
-            np.arange(ALPHA),
-            np.arange(ALPHA),
+            np.arange(self.alpha),
+            np.arange(self.alpha),
             indexing="ij",
         )
-        pad = KERNEL // 2
+        pad = kernel_size // 2
         rows, cols = sphere_cell(ty * TILE + i - pad, tx * TILE + j - pad, height, width, pole_mode)
         order = (2, 3, 0, 1)  # → (i, j, ty, tx)
         self.image_taps = self._flat(np.transpose(rows * width + cols, order))
@@ -123,46 +134,71 @@ class SphericalWinograd:
         rows, cols = sphere_cell(ty * TILE + dy, tx * TILE + dx, height, width, pole_mode)
         self.tiled_to_image = (rows * width + cols).reshape(-1).astype(np.int32)
 
-    @staticmethod
-    def _flat(taps):
-        return taps.reshape(ALPHA * ALPHA, -1).astype(np.int32)  # (36, tiles)
+    def _flat(self, taps):
+        return taps.reshape(self.alpha * self.alpha, -1).astype(np.int32)  # (α², tiles)
 
     def _tiled(self, rows, cols):
         (ty, dy), (tx, dx) = np.divmod(rows, TILE), np.divmod(cols, TILE)
         return ((dy * TILE + dx) * self.tiles_y + ty) * self.tiles_x + tx
 
     def kernel(self, kernel):
-        """`(3, 3, C_in, C_out)` kernel → `(36, C_in, C_out)` transformed kernel ``U``."""
+        """`(k, k, C_in, C_out)` kernel → `(α², C_in, C_out)` transformed kernel ``U``."""
         _, _, c_in, c_out = kernel.shape
-        flat = ops.reshape(kernel, (KERNEL * KERNEL, c_in * c_out))
-        u = ops.matmul(ops.cast(KERNEL_TRANSFORM, kernel.dtype), flat)  # (36, C_in · C_out)
-        return ops.reshape(u, (ALPHA * ALPHA, c_in, c_out))
+        flat = ops.reshape(kernel, (self.kernel_size**2, c_in * c_out))
+        u = ops.matmul(ops.cast(self.kernel_transform, kernel.dtype), flat)  # (α², C_in·C_out)
+        return ops.reshape(u, (self.alpha**2, c_in, c_out))
 
     def tiles(self, x, taps):
-        """Transformed input tiles ``V`` of `x` `(positions, …, C)`: `(36, tiles, …, C)`.
+        """Transformed input tiles ``V`` of `x` `(positions, …, C)`: `(α², tiles, …, C)`.
 
         `taps` is `image_taps` or `tiled_taps`, matching the position order of `x`.
         """
-        d = ops.take(x, taps, axis=0)  # (36, tiles, …, C)
-        v = ops.matmul(ops.cast(INPUT_TRANSFORM, x.dtype), ops.reshape(d, (ALPHA * ALPHA, -1)))
+        d = ops.take(x, taps, axis=0)  # (α², tiles, …, C)
+        flat = ops.reshape(d, (self.alpha**2, -1))
+        v = ops.matmul(ops.cast(self.input_transform, x.dtype), flat)
         return ops.reshape(v, ops.shape(d))
 
     def mix(self, v, u):
-        """Channel mixing ``M_ξ = V_ξ U_ξ``: `(36, tiles, …, C_in)` → `(36, tiles · …, C_out)`."""
-        c_in = v.shape[-1]
-        return ops.matmul(ops.reshape(v, (ALPHA * ALPHA, -1, c_in)), u)
+        """Channel mixing ``M_ξ = V_ξ U_ξ``: `(α², tiles, …, C_in)` → `(α², tiles · …, C_out)`."""
+        return ops.matmul(ops.reshape(v, (self.alpha**2, -1, v.shape[-1])), u)
 
     def output(self, m):
-        """Inverse transform of ``M`` `(36, tiles · N, C)`: `(positions, N, C)`, tiled order."""
-        y = ops.matmul(ops.cast(OUTPUT_TRANSFORM, m.dtype), ops.reshape(m, (ALPHA * ALPHA, -1)))
+        """Inverse transform of ``M`` `(α², tiles · N, C)`: `(positions, N, C)`, tiled order."""
+        flat = ops.reshape(m, (self.alpha**2, -1))
+        y = ops.matmul(ops.cast(self.output_transform, m.dtype), flat)
         return ops.reshape(y, (self.positions, -1, m.shape[-1]))
 
     def conv_image(self, x, kernel):
-        """The spherical 3×3 convolution of `(N, H, W, C)` `x`: `(N, H, W, C_out)`."""
-        n_channels = x.shape[-1]
+        """The spherical k×k convolution of `(N, H, W, C)` `x`: `(N, H, W, C_out)`."""
         positions = ops.transpose(x, (1, 2, 0, 3))  # (H, W, N, C)
-        positions = ops.reshape(positions, (self.height * self.width, -1, n_channels))
+        positions = ops.reshape(positions, (self.height * self.width, -1, x.shape[-1]))
         y = self.output(self.mix(self.tiles(positions, self.image_taps), self.kernel(kernel)))
         y = ops.take(y, self.image_to_tiled, axis=0)  # (H · W, N, C_out)
         y = ops.reshape(y, (self.height, self.width, -1, y.shape[-1]))
         return ops.transpose(y, (2, 0, 1, 3))
+
+
+def check_choice(arg: str, choice: str, choices: tuple, kernel_size: int) -> None:
+    """Raises `ValueError` on a convolution choice a layer's `arg` cannot honour."""
+    if choice not in choices:
+        raise ValueError(f"`{arg}` must be one of {choices}. Received: {choice!r}")
+    if choice == "winograd" and kernel_size not in KERNELS:
+        raise ValueError(
+            f"`{arg}='winograd'` needs a kernel size in {KERNELS}. "
+            f"Received: kernel_size={kernel_size}"
+        )
+
+
+def use_winograd(arg: str, choice: str, kernel_size: int, height, width, dtype: str) -> bool:
+    """Whether the convolution choice `choice` of a layer's `arg` runs Winograd on this grid.
+
+    ``"winograd"`` needs a static grid. ``"auto"`` picks it for a supported kernel on a static
+    grid in float32. In float16, the transforms (entries up to 8 for 3×3, 1/2 and
+    Lagrange denominators for 5×5) lose more digits to rounding than a direct convolution.
+    """
+    static = height is not None and width is not None
+    if choice == "winograd" and not static:
+        raise ValueError(f"`{arg}='winograd'` needs a static grid. Received: H={height}, W={width}")
+    if choice == "winograd":
+        return True
+    return choice == "auto" and static and dtype == "float32" and kernel_size in KERNELS
