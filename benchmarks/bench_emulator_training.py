@@ -339,7 +339,8 @@ def report(config: ModelConfig, batch: int, steps: int, rounds: int, result: dic
             "implementation doing the same FLOPs could beat it by at most "
             f"**{ceiling:.2f}×** on this CPU. The custom stack does less arithmetic for the "
             "same function: it skips the first step's recurrent convolution (zero state) and, "
-            "with Winograd F(4×4, 3×3), does the channel mixing with 4× fewer multiplies.",
+            "with Winograd F(4×4, 3×3), does the channel mixing with 4× fewer multiplies. "
+            "The encoders' 5×5 blocks with Winograd F(4×4, 5×5) need 6.25× fewer.",
             "",
             "FLOPs are counted analytically (see the benchmark's docstring): "
             "`2 · points · taps · C_in · C_out` per convolution forward, × 3 for a training "

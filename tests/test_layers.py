@@ -307,17 +307,19 @@ def test_winograd_stack_equals_direct_stack_values_and_gradients(peepholes):
         np.testing.assert_allclose(b, a, atol=1e-5 * np.abs(a).max())
 
 
-def test_winograd_stack_compiles_with_xla():
+def test_winograd_layers_compile_with_xla():
     """The XLA switch (`TrainConfig.jit_compile`) compiles the gathers and transforms."""
     x = tf.constant(_rand(B, T, 10, W, 5))
+    encoder = SpatialEncoder(6, 5, groups=2, conv="winograd")
     stack = ConvLSTMStack(6, 2, peepholes="spatial", gate_conv="winograd")
-    stack(x)
+    stack(encoder(x))
+    weights = [*encoder.trainable_weights, *stack.trainable_weights]
 
     def forward_backward(x):
         with tf.GradientTape() as tape:
-            y = stack(x)
+            y = stack(encoder(x))
             loss = tf.reduce_sum(y * y)
-        return [y, *tape.gradient(loss, stack.trainable_weights)]
+        return [y, *tape.gradient(loss, weights)]
 
     eager = forward_backward(x)
     compiled = tf.function(forward_backward, jit_compile=True)(x)
