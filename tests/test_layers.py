@@ -214,8 +214,9 @@ def test_conv_lstm_cell_matches_shi_equations_with_zero_halo_free_kernel():
     assert np.asarray(cell.bias)[2:4].tolist() == [1.0, 1.0]  # unit forget bias
 
 
-def test_layers_run_in_a_tf_function_with_dynamic_batch():
-    stack = ConvLSTMStack(4, 2)
+@pytest.mark.parametrize("gate_conv", ["fused", "winograd"])
+def test_layers_run_in_a_tf_function_with_dynamic_batch(gate_conv):
+    stack = ConvLSTMStack(4, 2, gate_conv=gate_conv)
     fn = tf.function(stack, input_signature=[tf.TensorSpec((None, T, H, W, 3))])
     assert fn(_rand(5, T, H, W, 3)).shape == (5, H, W, 4)
 
@@ -328,9 +329,15 @@ def test_winograd_layers_compile_with_xla():
 
 
 def test_gate_conv_auto_and_its_errors():
-    x = _rand(B, T, H, W, 3)
-    for kernel, expected, convolutions in ((3, "winograd", 0), (5, "winograd", 0), (7, "fused", T)):
-        stack = ConvLSTMStack(4, 1, kernel_size=kernel)
+    x = _rand(B, T, H, W, 24)
+    cases = [
+        (8, 3, "winograd", 0),  # gate convolution 24 + 8 → 32 channels
+        (8, 5, "winograd", 0),
+        (8, 7, "fused", T),  # no Winograd transforms for 7×7
+        (4, 3, "fused", T),  # 28 input channels: too few for Winograd to pay
+    ]
+    for filters, kernel, expected, convolutions in cases:
+        stack = ConvLSTMStack(filters, 1, kernel_size=kernel)
         stack(x)
         assert stack.get_config()["gate_conv"] == "auto"
         assert stack.cells[0].algorithm == expected
@@ -338,7 +345,11 @@ def test_gate_conv_auto_and_its_errors():
         ops = [op.type for op in graph.get_operations()]
         # Fused: one 4F-output convolution for the input of all T frames, one per later step.
         assert ops.count("Conv2D") == convolutions, ops
-    half = ConvLSTMStack(4, 1, dtype="mixed_float16")
+    for filters, winograd in ((16, False), (32, True)):
+        encoder = SpatialEncoder(filters, groups=4)
+        encoder(x)
+        assert (encoder.winograd is not None) == winograd
+    half = ConvLSTMStack(8, 1, dtype="mixed_float16")
     half(x)
     assert half.cells[0].algorithm == "fused"  # Winograd transforms lose digits in float16
     with pytest.raises(ValueError, match=r"kernel size in \(3, 5\)"):

@@ -40,8 +40,9 @@ class ConvLSTMCell(keras.layers.Layer):
     convolution with `4F` outputs, ``"split"`` four of `F` outputs (one per gate slice of the
     kernel), ``"winograd"`` the Winograd F(4×4, k×k) algorithm (`layers.winograd`: 4× fewer
     multiplies for 3×3, 6× for 5×5; the halo folded into its gather tables). ``"auto"``
-    (default) is ``"winograd"`` for a 3×3 or 5×5 kernel on a static grid in float32,
-    ``"fused"`` otherwise (Winograd's transforms lose more digits in half precision). The
+    (default) is ``"winograd"`` for a 3×3 or 5×5 kernel on a static grid in float32 with
+    ``C + F`` and ``4F`` of at least `layers.winograd.MIN_CHANNELS` (32), ``"fused"``
+    otherwise (see `layers.winograd.use_winograd`). The
     weights and the math are the same; results differ by rounding only (about 1e-5 relative in
     float32). See ``docs/benchmarks/emulator_training.md`` for the speeds.
 
@@ -102,14 +103,14 @@ class ConvLSTMCell(keras.layers.Layer):
     def build(self, inputs_shape, states_shape=None):
         _, height, width, channels = inputs_shape
         self.input_channels = channels
-        if use_winograd(
-            "gate_conv", self.gate_conv, self.kernel_size, height, width, self.compute_dtype
-        ):
+        k, f = self.kernel_size, self.filters
+        gates = (channels + f, 4 * f)  # input and output channels of the gate convolution
+        dtype = self.compute_dtype
+        if use_winograd("gate_conv", self.gate_conv, k, height, width, dtype, gates):
             self.algorithm = "winograd"
-            self.winograd = SphericalWinograd(height, width, self.pole_mode, self.kernel_size)
+            self.winograd = SphericalWinograd(height, width, self.pole_mode, k)
         else:
             self.algorithm = "fused" if self.gate_conv == "auto" else self.gate_conv
-        k, f = self.kernel_size, self.filters
         self.kernel = self.add_weight(
             shape=(k, k, channels + f, 4 * f), initializer="glorot_uniform", name="kernel"
         )

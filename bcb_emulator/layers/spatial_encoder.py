@@ -25,7 +25,8 @@ class SpatialEncoder(keras.layers.Layer):
     `SphericalPadding` halo and runs the `Conv2D`; ``"winograd"`` runs Winograd F(4×4, k×k)
     (`layers.winograd`, k = 3 or 5: 4× or 6× fewer multiplies, the halo folded into its gather
     tables) with the same weights; ``"auto"`` (default) is ``"winograd"`` for a 3×3 or 5×5
-    kernel on a static grid in float32, ``"direct"`` otherwise. Results differ by rounding
+    kernel on a static grid in float32 with at least 32 `filters`, ``"direct"`` otherwise
+    (see `layers.winograd.use_winograd`). Results differ by rounding
     only (about 1e-5 relative in float32).
 
     Args:
@@ -104,7 +105,10 @@ class SpatialEncoder(keras.layers.Layer):
                 f"`inputs` must have shape (B, T, H, W, C). Received: shape={input_shape}"
             )
         _, _, height, width, _ = input_shape
-        if use_winograd("conv", self.conv, self.kernel_size, height, width, self.compute_dtype):
+        channels = (self.filters, self.filters)
+        if use_winograd(
+            "conv", self.conv, self.kernel_size, height, width, self.compute_dtype, channels
+        ):
             self.winograd = SphericalWinograd(height, width, self.pole_mode, self.kernel_size)
         self.stem.build(input_shape)
         folded = (None, height, width, self.filters)
