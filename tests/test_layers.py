@@ -358,6 +358,8 @@ def test_gate_conv_auto_and_its_errors():
         SpatialEncoder(4, kernel_size=7, groups=2, conv="winograd")
     with pytest.raises(ValueError, match="static grid"):
         ConvLSTMCell(4, gate_conv="winograd").build((None, None, None, 3))
+    with pytest.raises(ValueError, match="needs H >= 4"):
+        SphericalWinograd(3, 8, "fold", kernel_size=5)
     with pytest.raises(ValueError, match=r"lstm_kernel in \(3, 5\)"):
         ModelConfig(lstm_kernel=7, gate_conv="winograd")
     with pytest.raises(ValueError, match=r"encoder_kernel in \(3, 5\)"):

@@ -66,7 +66,8 @@ def transforms(kernel: int, tile: int = TILE) -> tuple[np.ndarray, np.ndarray, n
         for k in range(kernel):
             target[i * kernel + k, i + k] = 1.0
     bt = np.linalg.lstsq(system, target, rcond=None)[0]
-    assert np.allclose(system @ bt, target, atol=1e-9), "inconsistent Winograd system"
+    if not np.allclose(system @ bt, target, atol=1e-9):
+        raise ArithmeticError(f"No exact F({tile}, {kernel}) on the points {points.tolist()}")
     return bt, g, at
 
 
@@ -103,6 +104,11 @@ class SphericalWinograd:
     def __init__(self, height: int, width: int, pole_mode: str, kernel_size: int = 3):
         if kernel_size not in KERNELS:
             raise ValueError(f"Winograd kernels are {KERNELS}. Received: {kernel_size}")
+        if kernel_size // 2 > height - 2:  # as `SphericalPadding`: the halo mirrors real rows
+            raise ValueError(
+                f"A {kernel_size}×{kernel_size} spherical convolution needs H >= "
+                f"{kernel_size // 2 + 2}. Received: H={height}"
+            )
         self.height, self.width = height, width
         self.kernel_size, self.alpha = kernel_size, TILE + kernel_size - 1
         bt, g, at = transforms(kernel_size)
