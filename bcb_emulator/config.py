@@ -59,13 +59,13 @@ class ModelConfig:
         lstm_kernel: ConvLSTM kernel.
         peepholes: ``"none"``, ``"channel"`` or ``"spatial"`` (see `layers.ConvLSTMCell`).
         pole_mode: ``"fold"`` or ``"reflect"`` (see `layers.SphericalPadding`).
-        gate_conv: ``"auto"`` (Winograd for a 3×3 or 5×5 kernel in float32, else
-            ``"fused"``), ``"fused"`` (one 4F-output convolution per step), ``"split"`` (four)
-            or ``"winograd"``; same weights and math, a speed choice (see
-            `layers.ConvLSTMCell`).
-        encoder_conv: ``"auto"`` (Winograd for a 3×3 or 5×5 kernel in float32, else
-            ``"direct"``), ``"direct"`` or ``"winograd"``: how the encoders apply their k×k
-            kernels; same weights and math (see `layers.SpatialEncoder`).
+        gate_conv: ``"auto"`` (Winograd for a 3×3 or 5×5 kernel in float32 with at least
+            32 channels in and out, else ``"fused"``), ``"fused"`` (one 4F-output convolution
+            per step), ``"split"`` (four) or ``"winograd"``; same weights and math, a speed
+            choice (see `layers.ConvLSTMCell`).
+        encoder_conv: ``"auto"`` (as `gate_conv`, else ``"direct"``), ``"direct"`` or
+            ``"winograd"``: how the encoders apply their k×k kernels; same weights and math
+            (see `layers.SpatialEncoder`).
     """
 
     height: int = 90

@@ -26,8 +26,8 @@ class SpatialEncoder(keras.layers.Layer):
     (`layers.winograd`, k = 3 or 5: 4× or 6× fewer multiplies, the halo folded into its gather
     tables) with the same weights; ``"auto"`` (default) is ``"winograd"`` for a 3×3 or 5×5
     kernel on a static grid in float32 with at least 32 `filters`, ``"direct"`` otherwise
-    (see `layers.winograd.use_winograd`). Results differ by rounding
-    only (about 1e-5 relative in float32).
+    (see `layers.winograd.use_winograd`). Results differ by rounding only (about 1e-5
+    relative in float32).
 
     Args:
         filters: feature maps `F` of the output.
