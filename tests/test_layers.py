@@ -331,20 +331,25 @@ def test_winograd_layers_compile_with_xla():
 def test_gate_conv_auto_and_its_errors():
     x = _rand(B, T, H, W, 24)
     cases = [
-        (8, 3, "winograd", 0),  # gate convolution 24 + 8 → 32 channels
-        (8, 5, "winograd", 0),
-        (8, 7, "fused", T),  # no Winograd transforms for 7×7
-        (4, 3, "fused", T),  # 28 input channels: too few for Winograd to pay
+        (8, 1, 3, ["winograd"], 0),  # gate convolution 24 + 8 → 32 channels
+        (8, 1, 5, ["winograd"], 0),
+        (8, 1, 7, ["fused"], T),  # no Winograd transforms for 7×7
+        (4, 1, 3, ["fused"], T),  # 28 input channels: too few for Winograd to pay
+        (8, 2, 3, ["winograd", "fused"], T),  # the second cell reads 8 + 8 channels
     ]
-    for filters, kernel, expected, convolutions in cases:
-        stack = ConvLSTMStack(filters, 1, kernel_size=kernel)
-        stack(x)
+    for filters, layers, kernel, expected, convolutions in cases:
+        stack = ConvLSTMStack(filters, layers, kernel_size=kernel)
+        y = stack(x)
         assert stack.get_config()["gate_conv"] == "auto"
-        assert stack.cells[0].algorithm == expected
+        assert [cell.algorithm for cell in stack.cells] == expected
         graph = tf.function(stack).get_concrete_function(tf.TensorSpec(x.shape)).graph
         ops = [op.type for op in graph.get_operations()]
         # Fused: one 4F-output convolution for the input of all T frames, one per later step.
         assert ops.count("Conv2D") == convolutions, ops
+    fused = ConvLSTMStack(8, 2, gate_conv="fused")  # the last (mixed) stack, all direct
+    fused(x)
+    fused.set_weights(stack.get_weights())
+    np.testing.assert_allclose(np.asarray(y), np.asarray(fused(x)), atol=1e-5)
     for filters, winograd in ((16, False), (32, True)):
         encoder = SpatialEncoder(filters, groups=4)
         encoder(x)

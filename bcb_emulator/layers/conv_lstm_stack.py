@@ -24,11 +24,12 @@ class ConvLSTMStack(keras.layers.Layer):
       convolution of all `T` frames runs as one convolution over `T × B` frames, time-major,
       and a Python loop over the (small, static) `T` then applies only the recurrent
       convolution and the gates;
-    - Winograd (``"winograd"``, and ``"auto"`` for 3×3 kernels in float32): the sequence
-      stays in the tiled position-major layout of `layers.winograd` from the first layer's
-      input gather to the last hidden state, the input tiles of all `T` frames are
-      transformed at once, and each step runs one channel mixing over ``[x_t, h_{t−1}]``
-      and one output transform.
+    - Winograd (every cell's `gate_conv` resolved to ``"winograd"``): the sequence stays in
+      the tiled position-major layout of `layers.winograd` from the first layer's input
+      gather to the last hidden state, the input tiles of all `T` frames are transformed at
+      once, and each step runs one channel mixing over ``[x_t, h_{t−1}]`` and one output
+      transform. When ``"auto"`` resolves differently per cell (the first cell has other
+      input channels), each cell runs its own choice on the direct path's layout.
 
     Args:
         filters: feature maps `F` of every layer.
@@ -102,7 +103,7 @@ class ConvLSTMStack(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        if self.cells[0].algorithm == "winograd":
+        if all(cell.algorithm == "winograd" for cell in self.cells):
             return self._call_winograd(inputs)
         _, steps, height, width, channels = inputs.shape
         x = ops.transpose(inputs, (1, 0, 2, 3, 4))  # (T, B, H, W, C)
