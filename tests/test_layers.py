@@ -294,18 +294,24 @@ def test_winograd_stack_equals_direct_stack_values_and_gradients(peepholes):
     weights = [0.3 * _rand(*w.shape, seed=i) for i, w in enumerate(direct.get_weights())]
     direct.set_weights(weights)
     wino.set_weights(weights)
+    assert wino.cells[0].algorithm == "winograd" and direct.cells[0].algorithm == "fused"
+    _assert_same_function(direct, wino, x, rtol=1e-5)
+
+
+def _assert_same_function(direct, wino, x, rtol):
+    """Outputs and gradients (input and every weight) of two layers agree to `rtol` of each
+    array's largest magnitude, and none vanishes."""
     results = []
-    for stack in (direct, wino):
+    for layer in (direct, wino):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = stack(x)
+            y = layer(x)
             loss = tf.reduce_sum(y * tf.sin(tf.range(y.shape[-1], dtype=y.dtype)))
-        results.append([y, *tape.gradient(loss, [x, *stack.trainable_weights])])
-    assert wino.cells[0].algorithm == "winograd" and direct.cells[0].algorithm == "fused"
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_weights])])
     for a, b in zip(*results, strict=True):
         a, b = np.asarray(a), np.asarray(b)
         assert np.abs(a).max() > 0
-        np.testing.assert_allclose(b, a, atol=1e-5 * np.abs(a).max())
+        np.testing.assert_allclose(b, a, atol=rtol * np.abs(a).max())
 
 
 def test_winograd_layers_compile_with_xla():
@@ -381,13 +387,5 @@ def test_winograd_encoder_equals_direct_values_and_gradients(kernel):
     direct(x), wino(x)
     assert direct.winograd is None and wino.winograd is not None
     wino.set_weights(direct.get_weights())
-    results = []
-    for encoder in (direct, wino):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(encoder(x) ** 2)
-        results.append([loss, *tape.gradient(loss, [x, *encoder.trainable_weights])])
-    for a, b in zip(*results, strict=True):
-        a, b = np.asarray(a), np.asarray(b)
-        np.testing.assert_allclose(b, a, atol=2e-5 * np.abs(a).max())
+    _assert_same_function(direct, wino, x, rtol=2e-5)
     assert SpatialEncoder(F, groups=4).get_config()["conv"] == "auto"
