@@ -46,11 +46,12 @@ import numpy as np
 import tensorflow as tf
 
 from bcb_emulator.config import ModelConfig
-from bcb_emulator.layers import ConvLSTMStack
+from bcb_emulator.layers import ConvLSTMStack, SpatialEncoder
 from bcb_emulator.layers.winograd import TILE
 from bcb_emulator.models import build_emulator
 
 GATE_CONVS = ("fused", "split", "winograd")
+ENCODER_FILTERS = (16, 32, 64)  # widths of the encoder-alone variants
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "emulator_training.md"
 
 
@@ -161,6 +162,28 @@ def stack_flops(
     return total
 
 
+def encoder_flops(
+    c: ModelConfig, batch: int, channels: int, filters: int, conv: str, training: bool = False
+) -> int:
+    """FLOPs of one `SpatialEncoder` (1×1 stem, k×k blocks), as `stack_flops`.
+
+    `conv`: ``"direct"`` or ``"winograd"`` convolutions in the blocks.
+    """
+    weighted, constant = (3, 2) if training else (1, 1)
+    points = batch * c.time_steps * c.height * c.width
+    k = c.encoder_kernel
+    total = weighted * conv_flops(points, 1, channels, filters)
+    for _ in range(c.encoder_blocks):
+        if conv == "winograd":
+            mixing, transforms = winograd_flops(
+                _tiles(c, batch * c.time_steps), k, filters, filters
+            )
+            total += weighted * mixing + constant * transforms
+        else:
+            total += weighted * conv_flops(points, k * k, filters, filters)
+    return total
+
+
 def emulator_flops(
     c: ModelConfig,
     batch: int,
@@ -172,18 +195,13 @@ def emulator_flops(
 
     `encoder`: ``"direct"`` or ``"winograd"`` convolutions in the encoders' blocks.
     """
-    weighted, constant = (3, 2) if training else (1, 1)
+    weighted = 3 if training else 1
     points = batch * c.time_steps * c.height * c.width
-    f, k = c.encoder_filters, c.encoder_kernel
-    total = 0
-    for channels in (c.x2d_channels, c.x3d_channels):
-        total += weighted * conv_flops(points, 1, channels, f)
-        for _ in range(c.encoder_blocks):
-            if encoder == "winograd":
-                mixing, transforms = winograd_flops(_tiles(c, batch * c.time_steps), k, f, f)
-                total += weighted * mixing + constant * transforms
-            else:
-                total += weighted * conv_flops(points, k * k, f, f)
+    f = c.encoder_filters
+    total = sum(
+        encoder_flops(c, batch, channels, f, encoder, training)
+        for channels in (c.x2d_channels, c.x3d_channels)
+    )
     sft = conv_flops(points, 1, f, c.sft_hidden) + conv_flops(points, 1, c.sft_hidden, f)
     readout = conv_flops(batch * c.height * c.width, 1, c.lstm_filters, c.levels)
     total += weighted * (2 * sft + readout)
@@ -242,6 +260,20 @@ def make_variants(config: ModelConfig, batch: int) -> list[Variant]:
             model, x = emulator_model(c, stock), inputs
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse")
         variants.append(Variant(f"{kind}: {label}", model, x, target, *flops))
+    # One encoder (the 2D one) alone, at several widths: where Winograd starts to pay.
+    for filters in ENCODER_FILTERS:
+        for conv in ("direct", "winograd"):
+            keras.utils.set_random_seed(0)
+            x = keras.Input((config.time_steps, config.height, config.width, 6))
+            encoder = SpatialEncoder(
+                filters, config.encoder_kernel, config.encoder_blocks, config.groups, conv=conv
+            )
+            model = keras.Model(x, encoder(x))
+            model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse")
+            y = rng.normal(size=(*shape, filters)).astype("float32")
+            flops = [encoder_flops(config, batch, 6, filters, a, True) for a in ("direct", conv)]
+            name = f"encoder: SpatialEncoder F = {filters} ({conv})"
+            variants.append(Variant(name, model, inputs["x2d"], y, *flops))
     return variants
 
 
@@ -287,10 +319,20 @@ def report(config: ModelConfig, batch: int, steps: int, rounds: int, result: dic
         speedups.append(
             f"- **{gate_conv}: {stack:.2f}× (stack alone), {emu:.2f}× (whole emulator)**"
         )
+
+    def encoder_ratio(filters):
+        name = "encoder: SpatialEncoder F = {} ({})"
+        return best[name.format(filters, "direct")] / best[name.format(filters, "winograd")]
+
     default = best[emulator.format("custom ConvLSTMStack (winograd)")]
     all_stock = best["emulator: stock ConvLSTM2D, direct encoders"]
     all_direct = best["emulator: custom ConvLSTMStack (fused), direct encoders"]
     speedups += [
+        "",
+        "One encoder alone (1×1 stem and the 5×5 blocks, the 2D stream), Winograd vs direct "
+        "blocks, training steps/s, best rounds (`auto` picks Winograd from 32 filters):",
+        "",
+        *(f"- F = {f}: **{encoder_ratio(f):.2f}×**" for f in ENCODER_FILTERS),
         "",
         "The default emulator (Winograd stack and encoders) against the same network with "
         "direct convolutions, training steps/s, best rounds:",
