@@ -203,8 +203,8 @@ def use_winograd(
 
     ``"winograd"`` needs a static grid. ``"auto"`` picks it for a supported kernel on a static
     grid in float32 with at least `MIN_CHANNELS` input and output `channels`. With fewer, the
-    transforms cost about as much as the multiplies they save (measured on the development
-    CPU: a 5×5 encoder block with 16 channels runs 1.3× slower than the direct one). In
+    transforms cost about as much as the multiplies they save (the encoder-alone rows of
+    ``docs/benchmarks/emulator_training.md``: slower at 16 filters, even at 32). In
     float16, the transforms (entries up to 8, Lagrange denominators down to 1/24) lose more
     digits to rounding than a direct convolution.
     """
