@@ -12,12 +12,14 @@ class MseMae(keras.losses.Loss):
     """``(MSE + MAE) / 2`` on normalized values, optionally weighted by cell area.
 
     Per sample: ``mean over (H, W, L) of a_j · ((y − ŷ)² + |y − ŷ|) / 2`` where ``a_j`` is
-    ``cos(latitude_j)`` scaled to mean 1 over the rows (all ones without `latitudes`), so
-    the weighted loss has the scale of the unweighted one. The batch reduction is the mean.
+    the cell area of row `j` scaled to mean 1 over the rows (all ones without `row_areas`),
+    so the weighted loss has the scale of the unweighted one. The batch reduction is the mean.
+    Use the exact cell areas (``grid.Grid.area[:, 0]``): ModelE's pole rows are polar caps,
+    real cells with an area, which ``cos(±90°) = 0`` would drop.
 
     Args:
-        latitudes: `(H,)` row latitudes in degrees (e.g. ``grid.get_grid("coarse").lat``)
-            to weight by area, or None for no weighting.
+        row_areas: `(H,)` cell area of each latitude row (any unit, e.g.
+            ``grid.get_grid("coarse").area[:, 0]`` in m²), or None for no weighting.
         name: loss name.
         **kwargs: base `keras.losses.Loss` arguments.
 
@@ -28,14 +30,18 @@ class MseMae(keras.losses.Loss):
     3.0
     """
 
-    def __init__(self, latitudes=None, name="mse_mae", **kwargs):
+    def __init__(self, row_areas=None, name="mse_mae", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.latitudes = None if latitudes is None else [float(v) for v in latitudes]
-        if self.latitudes is None:
+        self.row_areas = None if row_areas is None else [float(v) for v in row_areas]
+        if self.row_areas is None:
             self._row_weights = None
         else:
-            weights = np.cos(np.deg2rad(np.asarray(self.latitudes)))
-            weights = np.maximum(weights, 0.0)
+            weights = np.asarray(self.row_areas, np.float64)
+            if weights.ndim != 1 or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+                raise ValueError(
+                    "`row_areas` must be a 1-D sequence of positive, finite areas. "
+                    f"Received: row_areas={row_areas!r}"
+                )
             self._row_weights = (weights / weights.mean()).reshape(-1, 1, 1).astype("float32")
 
     def call(self, y_true, y_pred):
@@ -48,5 +54,5 @@ class MseMae(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config.update(latitudes=self.latitudes)
+        config.update(row_areas=self.row_areas)
         return config

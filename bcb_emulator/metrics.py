@@ -74,6 +74,20 @@ class _LevelMoments(keras.metrics.Metric):
         """Returns the `(L,)` statistic, one value per level."""
         raise NotImplementedError
 
+    def r2_per_level(self):
+        """`(L,)` R² from the moments (see `R2Score`)."""
+        var_t, var_p, cov = self._centred()
+        n = ops.maximum(self.sum_w, 1e-300)
+        diff = (self.sum_t - self.sum_p) / n
+        # Σ w (y − ŷ)² = centred part + n (ȳ − mean ŷ)².
+        sse = var_t + var_p - 2.0 * cov + n * diff * diff
+        return 1.0 - sse / ops.maximum(var_t, 1e-300)
+
+    def r_per_level(self):
+        """`(L,)` Pearson r from the moments (see `PearsonR`)."""
+        var_t, var_p, cov = self._centred()
+        return cov / ops.sqrt(ops.maximum(var_t * var_p, 1e-300))
+
     def result(self):
         values = self.result_per_level()
         return values[self.level] if self.level is not None else ops.mean(values)
@@ -96,15 +110,7 @@ class R2Score(_LevelMoments):
     """
 
     def result_per_level(self):
-        var_t, var_p, cov = self._centred()
-        sse = var_t + var_p - 2.0 * cov + self._bias_term()
-        return 1.0 - sse / ops.maximum(var_t, 1e-300)
-
-    def _bias_term(self):
-        # Σ w (y − ŷ)² = centred part + n (ȳ − mean ŷ)².
-        n = ops.maximum(self.sum_w, 1e-300)
-        diff = (self.sum_t - self.sum_p) / n
-        return n * diff * diff
+        return self.r2_per_level()
 
 
 @keras.saving.register_keras_serializable(package="bcb_emulator")
@@ -121,15 +127,4 @@ class PearsonR(_LevelMoments):
     """
 
     def result_per_level(self):
-        var_t, var_p, cov = self._centred()
-        return cov / ops.sqrt(ops.maximum(var_t * var_p, 1e-300))
-
-
-def level_metrics(levels: int, per_level: bool = True) -> list[keras.metrics.Metric]:
-    """Returns the training metrics: mean R² and r, and per level ``r2_lNN`` / ``r_lNN``."""
-    metrics = [R2Score(levels, name="r2"), PearsonR(levels, name="r")]
-    if per_level:
-        for k in range(levels):
-            metrics.append(R2Score(levels, level=k, name=f"r2_l{k + 1:02d}"))
-            metrics.append(PearsonR(levels, level=k, name=f"r_l{k + 1:02d}"))
-    return metrics
+        return self.r_per_level()

@@ -6,15 +6,18 @@ from the best weights of the tier before). Each tier writes into ``<out_dir>/<ti
 - ``best.weights.h5`` — `ModelCheckpoint` on the best ``val_loss``, loaded at the tier's end;
 - ``backup/`` — `BackupAndRestore`: rerunning the same command after a kill resumes at the
   last finished epoch (a finished tier is skipped: its ``model.keras`` exists);
-- ``history.csv`` — `CSVLogger` (appended across resumptions); ``logs/`` — `TensorBoard`;
-- ``model.keras`` — the tier's final model (best weights).
+- ``history.csv`` — `CSVLogger` (appended across resumptions): loss, mean R², R² at level 1
+  and the learning rate per epoch, the values the console shows;
+- ``levels.csv`` — R² and Pearson r of every level per epoch, training and validation (also
+  in TensorBoard, under ``levels/``), when `TrainConfig.per_level_metrics`;
+- ``logs/`` — `TensorBoard`; ``model.keras`` — the tier's final model (best weights).
 
 and the run writes ``<out_dir>/model.keras`` and ``<out_dir>/train_config.json`` beside it.
 
-Data come through a seam: `make_windows` has the signature of
-`bcb_emulator.pipeline.make_windows` and yields ``({"x2d": (B, T, H, W, 6),
-"x3d": (B, T, H, W, 8·L)}, y (B, H, W, L))`` normalized float32 batches; by default the
-pipeline module is imported when training starts.
+Data: a `bcb_emulator.data.BuiltDataset` (opened from `TrainConfig.data_dir` and
+`TrainConfig.builder_config` unless given), whose ``windows`` yield ``({"x2d": (B, T, H, W, 6),
+"x3d": (B, T, H, W, 8·L)}, y (B, H, W, L))`` normalized float32 batches and whose
+``num_batches`` counts an epoch from the stored time stamps, without reading the data.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import dataclasses
 import json
 import math
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from bcb_emulator import grid
@@ -33,6 +36,8 @@ from bcb_emulator.config import Tier, TrainConfig
 #: Name of the saved model and of its config inside `TrainConfig.out_dir`.
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "train_config.json"
+#: Per-level R² and r of each epoch, inside each tier's folder.
+LEVELS_FILE = "levels.csv"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +81,7 @@ def make_strategy(distribution: str):
 
 def train(
     config: TrainConfig,
-    make_windows: Callable[..., Any] | None = None,
+    dataset: Any = None,
     callbacks: Sequence[Any] = (),
     verbose: int | str = 2,
 ) -> TrainSummary:
@@ -84,8 +89,10 @@ def train(
 
     Args:
         config: the training configuration.
-        make_windows: dataset factory with the signature of `pipeline.make_windows`;
-            None imports `bcb_emulator.pipeline.make_windows`.
+        dataset: the data, a `bcb_emulator.data.BuiltDataset` or an object with its
+            ``windows(split, **kwargs)`` and ``num_batches(split, window, stride,
+            batch_size)``; None opens ``BuiltDataset.open(config.data_dir,
+            config.builder_config)`` (only when a tier still has to train).
         callbacks: extra Keras callbacks added to every tier.
         verbose: `model.fit` verbosity.
 
@@ -95,9 +102,6 @@ def train(
     import keras
 
     from bcb_emulator.models import build_emulator
-
-    if make_windows is None:
-        from bcb_emulator.pipeline import make_windows
 
     out_dir = pathlib.Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,8 +117,12 @@ def train(
             model = build_emulator(config.model)
         history = {}
         for tier in config.tiers:
+            if dataset is None and not _tier_done(config, tier):
+                from bcb_emulator.data import BuiltDataset
+
+                dataset = BuiltDataset.open(config.data_dir, config.builder_config)
             history[tier.name] = _train_tier(
-                model, config, tier, strategy, make_windows, callbacks, verbose
+                model, config, tier, strategy, dataset, callbacks, verbose
             )
         model_path = out_dir / MODEL_FILE
         model.save(model_path)
@@ -123,12 +131,17 @@ def train(
     return TrainSummary(model_path, config_path, history, strategy.num_replicas_in_sync)
 
 
-def _train_tier(model, config, tier: Tier, strategy, make_windows, extra_callbacks, verbose):
+def _tier_done(config: TrainConfig, tier: Tier) -> bool:
+    """Whether an earlier run finished `tier` (its ``model.keras`` exists)."""
+    return (pathlib.Path(config.out_dir) / tier.name / MODEL_FILE).exists()
+
+
+def _train_tier(model, config, tier: Tier, strategy, dataset, extra_callbacks, verbose):
     """Fits `model` on one tier, leaving it with the tier's best weights; returns its history."""
     import keras
 
     from bcb_emulator.losses import MseMae
-    from bcb_emulator.metrics import level_metrics
+    from bcb_emulator.metrics import R2Score
 
     tier_dir = pathlib.Path(config.out_dir) / tier.name
     tier_dir.mkdir(parents=True, exist_ok=True)
@@ -138,9 +151,17 @@ def _train_tier(model, config, tier: Tier, strategy, make_windows, extra_callbac
         model.set_weights(keras.saving.load_model(final_path).get_weights())
         return _read_history(tier_dir / "history.csv")
 
-    train_ds = _windows(make_windows, config, tier.train_split, shuffle=True)
-    val_ds = _windows(make_windows, config, tier.val_split, shuffle=False)
-    steps = config.steps_per_epoch or _count_batches(train_ds)
+    train_ds = _windows(dataset, config, tier.train_split, shuffle=True)
+    val_ds = _windows(dataset, config, tier.val_split, shuffle=False)
+    m = config.model
+    steps = config.steps_per_epoch or dataset.num_batches(
+        tier.train_split, m.time_steps, config.stride, config.batch_size
+    )
+    if steps < 1:
+        raise ValueError(
+            f"Split {tier.train_split!r} of tier {tier.name!r} yields no window of "
+            f"{m.time_steps} steps. Received: 0 batches"
+        )
     # One repeated stream of seeded, reshuffled epochs: epoch e is batches [e·steps, (e+1)·steps).
     # A resumed run skips the epochs already done, so it sees the batches an uninterrupted run
     # would have seen, in the same order.
@@ -148,6 +169,7 @@ def _train_tier(model, config, tier: Tier, strategy, make_windows, extra_callbac
     train_ds = train_ds.repeat().skip(done * steps)
     history_path = tier_dir / "history.csv"
     best_so_far = _truncate_history(history_path, done)
+    _truncate_history(tier_dir / LEVELS_FILE, done)
     total_steps = max(1, steps * tier.epochs)
     warmup = int(config.warmup_fraction * total_steps)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -156,14 +178,15 @@ def _train_tier(model, config, tier: Tier, strategy, make_windows, extra_callbac
         warmup_target=tier.learning_rate if warmup else None,
         warmup_steps=warmup,
     )
-    latitudes = None
+    row_areas = None
     if config.area_weighted:
-        latitudes = grid.Grid("model", config.model.height, config.model.width).lat
+        row_areas = grid.Grid("model", m.height, m.width).area[:, 0]  # (H,), caps included
     with strategy.scope():
+        skill = R2Score(m.levels, name="r2")  # also holds what per-level r needs
         model.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-            loss=MseMae(latitudes),
-            metrics=level_metrics(config.model.levels, config.per_level_metrics),
+            loss=MseMae(row_areas),
+            metrics=[skill, R2Score(m.levels, level=0, name="r2_l01")],
             jit_compile=config.jit_compile,
         )
     best_path = tier_dir / "best.weights.h5"
@@ -182,6 +205,8 @@ def _train_tier(model, config, tier: Tier, strategy, make_windows, extra_callbac
         keras.callbacks.CSVLogger(str(history_path), append=True),
         *extra_callbacks,
     ]
+    if config.per_level_metrics:
+        callbacks.append(_level_logger(skill, tier_dir))
     model.fit(
         train_ds,
         validation_data=val_ds,
@@ -207,7 +232,7 @@ def _resume_epoch(tier_dir: pathlib.Path) -> int:
 
 
 def _truncate_history(path: pathlib.Path, epochs: int) -> float | None:
-    """Keeps the first `epochs` rows of a CSV history; returns their best ``val_loss``."""
+    """Keeps the first `epochs` rows of a per-epoch CSV; returns their best ``val_loss``."""
     if not path.exists():
         return None
     with path.open(newline="") as handle:
@@ -221,6 +246,65 @@ def _truncate_history(path: pathlib.Path, epochs: int) -> float | None:
         writer.writerows(rows)
     losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
     return min(losses) if losses else None
+
+
+def _level_logger(skill, tier_dir: pathlib.Path):
+    """A callback writing R² and r of every level to ``levels.csv`` and TensorBoard.
+
+    `skill` is the compiled `metrics.R2Score`: its moments hold the training epoch when
+    validation begins (``on_test_begin`` comes before Keras resets the metrics) and the
+    validation set at the end of the epoch.
+    """
+    import keras
+    import tensorflow as tf
+
+    class LevelLogger(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.train_values = None
+            self.writers = {
+                prefix: tf.summary.create_file_writer(str(tier_dir / "logs" / sub))
+                for prefix, sub in (("", "train"), ("val_", "validation"))
+            }
+
+        def _values(self, prefix):
+            values = {}
+            for key, per_level in (("r2", skill.result_per_level()), ("r", skill.r_per_level())):
+                for k, value in enumerate(keras.ops.convert_to_numpy(per_level)):
+                    values[f"{prefix}{key}_l{k + 1:02d}"] = float(value)
+            return values
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.train_values = None
+
+        def on_test_begin(self, logs=None):
+            if self.train_values is None and self.model is not None:
+                self.train_values = self._values("")
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.train_values is None:  # no validation this epoch
+                row = self._values("")
+            else:
+                row = {**self.train_values, **self._values("val_")}
+            _append_row(tier_dir / LEVELS_FILE, {"epoch": epoch, **row})
+            for prefix, writer in self.writers.items():
+                with writer.as_default():
+                    for key, value in row.items():
+                        if key.startswith("val_") == bool(prefix):
+                            tf.summary.scalar(f"levels/{key.removeprefix(prefix)}", value, epoch)
+                writer.flush()
+
+    return LevelLogger()
+
+
+def _append_row(path: pathlib.Path, row: dict) -> None:
+    """Appends `row` to the CSV at `path`, writing the header first if the file is new."""
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
 
 
 def _log_learning_rate_callback():
@@ -238,12 +322,10 @@ def _log_learning_rate_callback():
     return LogLearningRate()
 
 
-def _windows(make_windows, config: TrainConfig, split: str, shuffle: bool):
+def _windows(dataset, config: TrainConfig, split: str, shuffle: bool):
     """Returns the batched windows of `split`, checked against the model config."""
-    ds = make_windows(
-        config.data_dir,
+    ds = dataset.windows(
         split,
-        builder_config=config.builder_config,
         window=config.model.time_steps,
         stride=config.stride if shuffle else 1,
         batch_size=config.batch_size,
@@ -269,22 +351,6 @@ def _windows(make_windows, config: TrainConfig, split: str, shuffle: bool):
     if not m.use_3d:
         ds = ds.map(lambda x, y: ({"x2d": x["x2d"]}, y))
     return ds
-
-
-def _count_batches(ds) -> int:
-    """Returns the number of batches of a finite dataset (iterating once if unknown)."""
-    import tensorflow as tf
-
-    n = int(ds.cardinality())
-    if n == tf.data.INFINITE_CARDINALITY:
-        raise ValueError(
-            "An infinite training dataset needs `steps_per_epoch`. Received: steps_per_epoch=None"
-        )
-    if n < 0:
-        n = int(ds.reduce(0, lambda count, _: count + 1))
-    if n == 0:
-        raise ValueError("The training split yields no batch. Received: 0 batches")
-    return n
 
 
 def _read_history(path: pathlib.Path) -> dict[str, list[float]]:

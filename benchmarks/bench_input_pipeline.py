@@ -2,7 +2,7 @@
 training step, and peak build memory of a short vs a longer archive. Writes a Markdown table.
 
 Run: ``.venv/bin/python benchmarks/bench_input_pipeline.py [--days 4 --mem-days 8 16]``.
-Data: seeded synthetic files (``bcb_emulator.synthetic_modele``) on the coarse grid, L = 20,
+Data: seeded synthetic files (``bcb_emulator.data.synthetic``) on the coarse grid, L = 20,
 48 steps a day. Results are measured side by side in one run; nothing here is asserted.
 """
 
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bcb_emulator import modele_io, synthetic_modele, variables
+from bcb_emulator import variables
+from bcb_emulator.data import calendar, synthetic
 from bcb_emulator.grid import get_grid
 
-START = modele_io.day_number(2010, 1, 1)
+START = calendar.day_number(2010, 1, 1)
 T, BATCH, L = 4, 4, 20
 
 
@@ -33,7 +34,7 @@ def naive_window(input_dir: Path, start_step: int):
     x2d, x3d = [], []
     for step in range(start_step, start_step + T):
         day, k = divmod(step, 48)
-        stamp = modele_io.yyyymmdd(START + day)
+        stamp = calendar.yyyymmdd(START + day)
         ds = {s: xr.open_dataset(input_dir / f"{stamp}.{s}E3oma.nc") for s in variables.STREAMS}
         x2d.append(
             np.stack(
@@ -59,9 +60,9 @@ def naive_window(input_dir: Path, start_step: int):
 
 def measure_build_memory(input_dir: Path, data_dir: Path, n_days: int) -> dict:
     """Builds `n_days` in a fresh process; returns its peak RSS (MiB) and wall time (s)."""
-    end = modele_io.yyyymmdd(START + n_days - 1)
+    end = calendar.yyyymmdd(START + n_days - 1)
     code = (
-        "import resource, time, json; from bcb_emulator.dataset_cli import build_dataset; "
+        "import resource, time, json; from bcb_emulator.data import build_dataset; "
         f"t=time.time(); s=build_dataset({str(input_dir)!r}, {str(data_dir)!r}, 'coarse_l20', "
         f"{{'train': ('2010-01-01', '{end[:4]}-{end[4:6]}-{end[6:]}')}}, name='mem{n_days}'); "
         "print(json.dumps({'rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
@@ -87,9 +88,9 @@ def main() -> None:
     todo = [
         START + d
         for d in range(n_gen)
-        if not (input_dir / f"{modele_io.yyyymmdd(START + d)}.taijlh1E3oma.nc").exists()
+        if not (input_dir / f"{calendar.yyyymmdd(START + d)}.taijlh1E3oma.nc").exists()
     ]
-    synthetic_modele.write_days(input_dir, todo, get_grid("coarse"), L, seed=0, complevel=1)
+    synthetic.write_days(input_dir, todo, get_grid("coarse"), L, seed=0, complevel=1)
     print(f"generated {len(todo)} days in {time.time() - t0:.0f}s")
 
     # Peak memory of builds over a short and a longer archive, each in a fresh process.
@@ -98,18 +99,14 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from bcb_emulator import pipeline
-    from bcb_emulator.dataset_cli import build_dataset
+    from bcb_emulator.data import build_dataset
 
-    end = modele_io.yyyymmdd(START + args.days - 1)
-    build_dataset(
+    end = calendar.yyyymmdd(START + args.days - 1)
+    dataset = build_dataset(
         input_dir, work / "tfds", "coarse_l20",
         {"train": ("2010-01-01", f"{end[:4]}-{end[4:6]}-{end[6:]}")}, name="bench",
     )  # fmt: skip
-    ds = pipeline.make_windows(
-        work / "tfds", "train", builder_config="bench", window=T, batch_size=BATCH,
-        shuffle=True, seed=0,
-    )  # fmt: skip
+    ds = dataset.windows("train", window=T, batch_size=BATCH, shuffle=True, seed=0)
     it = iter(ds.repeat())
     next(it)
     n_batches, t0 = 0, time.perf_counter()

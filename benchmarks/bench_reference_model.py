@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bcb_emulator.data.calendar import parse_date
 from bcb_emulator.grid import get_grid
 from bcb_emulator.reference import tc1
-from bcb_emulator.reference.model import BCB_UNIT, ReferenceModel, SimulationConfig, parse_date
+from bcb_emulator.reference.model import BCB_UNIT, ReferenceModel, SimulationConfig
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "reference_model.md"
 STEPS_PER_YEAR = 365 * 48

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bcb_emulator import dataset_cli, pipeline
+from bcb_emulator.data import build_dataset
 
 beam = pytest.importorskip(
     "apache_beam", reason="apache-beam is not installed (it is in the `dev` extra)"
@@ -17,8 +17,8 @@ DUMMY = Path(__file__).parents[1] / "tfds_builders" / "modele_bcb" / "dummy_data
 SPLITS = {"train": ("2010-01-01", "2010-01-02"), "test": ("2010-01-04", "2010-01-04")}
 
 
-def _records(data_dir, split, name):
-    return list(pipeline.read_frames(data_dir, split, builder_config=name).as_numpy_iterator())
+def _records(dataset, split):
+    return list(dataset.frames(split).as_numpy_iterator())
 
 
 def test_beam_direct_runner_equals_plain_build(tmp_path, monkeypatch):
@@ -35,20 +35,18 @@ def test_beam_direct_runner_equals_plain_build(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Builder, "_generate_examples", spy)
 
-    plain = dataset_cli.build_dataset(DUMMY, tmp_path / "plain", "tiny_l3", SPLITS, name="b")
-    beamed = dataset_cli.build_dataset(
+    plain = build_dataset(DUMMY, tmp_path / "plain", "tiny_l3", SPLITS, name="b")
+    beamed = build_dataset(
         DUMMY, tmp_path / "beam", "tiny_l3", SPLITS, name="b", beam_runner=DirectRunner()
     )
-    assert plain == beamed == {"train": 8, "test": 4}
+    assert plain.split_sizes == beamed.split_sizes == {"train": 8, "test": 4}
     kinds = [isinstance(r, beam.PTransform) for r in returned]
     assert kinds == [False, False, True, True]  # plain generators, then Beam transforms
     for split in SPLITS:
-        a, b = _records(tmp_path / "plain", split, "b"), _records(tmp_path / "beam", split, "b")
+        a, b = _records(plain, split), _records(beamed, split)
         assert len(a) == len(b)
         for ra, rb in zip(a, b, strict=True):
             assert ra.keys() == rb.keys()
             for key in ra:
                 np.testing.assert_array_equal(ra[key], rb[key])
-    stats_a = pipeline.load_stats(tmp_path / "plain", "b")
-    stats_b = pipeline.load_stats(tmp_path / "beam", "b")
-    np.testing.assert_array_equal(stats_a.x3d_std, stats_b.x3d_std)
+    np.testing.assert_array_equal(plain.stats.x3d_std, beamed.stats.x3d_std)

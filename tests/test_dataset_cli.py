@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bcb_emulator import dataset_cli, pipeline
+from bcb_emulator.cli import build_dataset as build_dataset_cli
+from bcb_emulator.data import BuiltDataset, build_dataset
 
 ROOT = Path(__file__).parents[1]
 DUMMY = ROOT / "tfds_builders" / "modele_bcb" / "dummy_data"
@@ -18,7 +19,7 @@ DUMMY = ROOT / "tfds_builders" / "modele_bcb" / "dummy_data"
 
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    dataset_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    build_dataset_cli.add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
 
@@ -34,7 +35,7 @@ def test_build_dataset_command_prints_splits_and_sizes(tmp_path, capsys):
         ["train", "8", "steps"],
         ["validation", "4", "steps"],
     ]
-    assert pipeline.load_spec(tmp_path, "demo").split("validation").start == "2010-01-03"
+    assert BuiltDataset.open(tmp_path, "demo").spec.split("validation").start == "2010-01-03"
 
 
 def test_bad_split_argument_is_rejected():
@@ -44,11 +45,11 @@ def test_bad_split_argument_is_rejected():
 
 def test_custom_splits_need_their_own_name(tmp_path):
     with pytest.raises(ValueError, match="`name` must differ from the registered configs"):
-        dataset_cli.build_dataset(
+        build_dataset(
             DUMMY, tmp_path, "tiny_l3", {"train": ("2010-01-01", "2010-01-02")}, name="tiny_l3"
         )
     with pytest.raises(ValueError, match="`config_name` must be one of"):
-        dataset_cli.build_dataset(DUMMY, tmp_path, "huge_l99")
+        build_dataset(DUMMY, tmp_path, "huge_l99")
 
 
 @pytest.mark.skipif(
@@ -60,7 +61,7 @@ def test_tfds_build_cli_on_the_builder_folder(tmp_path):
     cmd += ["--manual_dir", str(DUMMY), "--data_dir", str(tmp_path), "--config", "tiny_l3"]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert pipeline.split_sizes(tmp_path, "tiny_l3") == {
+    assert BuiltDataset.open(tmp_path, "tiny_l3").split_sizes == {
         "pi_train": 4,
         "train": 8,
         "validation": 4,

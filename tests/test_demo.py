@@ -1,8 +1,8 @@
 """The demo's simulated periods and its dataset config agree."""
 
 from bcb_emulator import demo
+from bcb_emulator.data.calendar import parse_date
 from bcb_emulator.reference.emissions import SCENARIOS
-from bcb_emulator.reference.model import parse_date
 from tfds_builders.modele_bcb import modele_bcb_dataset_builder as mb
 
 
@@ -22,7 +22,7 @@ def test_reference_model_stamps_match_the_demo_config(tmp_path):
     import netCDF4
     import numpy as np
 
-    from bcb_emulator.modele_reader import expected_times
+    from bcb_emulator.data.calendar import expected_times
     from bcb_emulator.reference.model import ReferenceModel, SimulationConfig
 
     spec = mb.Builder.builder_configs[demo.DEMO_BUILDER_CONFIG].spec

@@ -14,7 +14,7 @@ import tensorflow as tf
 from bcb_emulator import grid, variables
 from bcb_emulator.config import ModelConfig, Tier, TrainConfig, demo_train_config
 from bcb_emulator.losses import MseMae
-from bcb_emulator.metrics import PearsonR, R2Score, level_metrics
+from bcb_emulator.metrics import PearsonR, R2Score
 from bcb_emulator.models import build_emulator, from_channels_first, to_channels_first
 
 B, T, H, W, L, F = 2, 3, 8, 12, 3, 8
@@ -104,7 +104,8 @@ def test_trained_model_loads_in_a_fresh_interpreter(tmp_path):
     """A `.keras` file compiled with the package's loss and metrics loads with
     `load_emulator` alone (nothing else imported) and predicts the same values."""
     model = build_emulator(TINY)
-    model.compile(optimizer="adam", loss=MseMae(), metrics=level_metrics(L))
+    metrics = [R2Score(L, name="r2"), R2Score(L, level=0, name="r2_l01"), PearsonR(L, name="r")]
+    model.compile(optimizer="adam", loss=MseMae(), metrics=metrics)
     inputs = _inputs()
     model.fit(inputs, np.zeros((B, H, W, L), "float32"), epochs=1, verbose=0)
     np.save(tmp_path / "expected.npy", model.predict(inputs, verbose=0))
@@ -190,16 +191,22 @@ def test_configs_round_trip_json_and_reject_bad_values(tmp_path):
         config.batch_size = 3
 
 
-def test_loss_area_weighting_matches_cosine_latitude():
+@pytest.mark.parametrize("row", [0, 23, 45])  # south polar cap, equator, north polar cap
+def test_loss_area_weighting_uses_the_exact_cell_areas(row):
+    """Each row weighs its cell area; the polar caps are real cells (cos(±90°) would drop them)."""
     g = grid.get_grid("coarse")
     y = np.zeros((1, g.jm, g.im, 1), "float32")
     pred = np.zeros_like(y)
-    pred[0, g.jm // 2] = 2.0  # error only on an equatorial row: (4 + 2) / 2 = 3 there
-    weights = np.cos(np.deg2rad(g.lat))
-    expected = 3.0 * weights[g.jm // 2] / weights.mean() / g.jm
-    np.testing.assert_allclose(float(MseMae(g.lat)(y, pred)), expected, rtol=1e-5)
+    pred[0, row] = 2.0  # error only on one row: (4 + 2) / 2 = 3 there
+    areas = g.area[:, 0]  # (H,) m², every column of a row has the same area
+    expected = 3.0 * areas[row] / areas.mean() / g.jm
+    loss = MseMae(areas)
+    np.testing.assert_allclose(float(loss(y, pred)), expected, rtol=1e-5)
+    assert float(loss(y, pred)) > 1e-3 * 3.0 / g.jm  # a cap row weighs 0.014 of a mean row, not 0
     np.testing.assert_allclose(float(MseMae()(y, pred)), 3.0 / g.jm, rtol=1e-6)
-    assert MseMae.from_config(MseMae(g.lat).get_config()).latitudes == list(g.lat)
+    assert MseMae.from_config(loss.get_config()).row_areas == pytest.approx(list(areas))
+    with pytest.raises(ValueError, match="`row_areas` must be"):
+        MseMae([1.0, 0.0])
 
 
 def test_metrics_pool_over_the_whole_set_not_batches():
@@ -223,7 +230,6 @@ def test_metrics_pool_over_the_whole_set_not_batches():
     np.testing.assert_allclose(r.result_per_level(), r_ref, rtol=1e-6)
     np.testing.assert_allclose(float(r2.result()), r2_ref.mean(), rtol=1e-6)
     assert not np.allclose(np.mean(batch_r2, axis=0), r2_ref, rtol=1e-4)
-    names = [m.name for m in level_metrics(2)]
-    assert names == ["r2", "r", "r2_l01", "r_l01", "r2_l02", "r_l02"]
+    np.testing.assert_allclose(r2.r_per_level(), r_ref, rtol=1e-6)  # r from R²'s moments
     r2.reset_state()
     assert float(np.asarray(r2.sum_w).sum()) == 0.0

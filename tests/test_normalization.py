@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bcb_emulator import dataset_cli, modele_reader, normalization, pipeline
-from bcb_emulator.dataset_spec import DatasetSpec, SplitRange
+from bcb_emulator.data import normalization, reader
+from bcb_emulator.data.spec import DatasetSpec, SplitRange
 from bcb_emulator.grid import Grid
 
 DUMMY = Path(__file__).parents[1] / "tfds_builders" / "modele_bcb" / "dummy_data"
@@ -95,21 +95,19 @@ def test_target_round_trip_numpy_and_tf(transform):
         stats.normalize_target(y, "sqrt")
 
 
-def test_stored_statistics_come_from_training_splits_only(tmp_path):
-    dataset_cli.build_dataset(DUMMY, tmp_path, "tiny_l3")
-    stored = pipeline.load_stats(tmp_path, "tiny_l3")
-    spec = pipeline.load_spec(tmp_path, "tiny_l3")
+def test_stored_statistics_come_from_training_splits_only(tiny_dataset):
+    stored, spec = tiny_dataset.stats, tiny_dataset.spec
     acc = normalization.StatsAccumulator(spec.grid.area, spec.n_levels)
     for name in ("pi_train", "train"):
         for day in spec.split(name).days():
-            data = modele_reader.read_day(DUMMY, day, spec)
+            data = reader.read_day(DUMMY, day, spec)
             acc.update(data.x2d, data.x3d, data.bcb)
     expected = acc.result()
     np.testing.assert_allclose(stored.x3d_mean, expected.x3d_mean, rtol=1e-12)
     np.testing.assert_allclose(stored.y_log_std, expected.y_log_std, rtol=1e-12)
     # A validation day alone has other statistics: they were not mixed in.
     other = normalization.StatsAccumulator(spec.grid.area, spec.n_levels)
-    data = modele_reader.read_day(DUMMY, spec.split("validation").first_day, spec)
+    data = reader.read_day(DUMMY, spec.split("validation").first_day, spec)
     other.update(data.x2d, data.x3d, data.bcb)
     assert not np.allclose(other.result().x3d_mean, stored.x3d_mean)
 

@@ -12,55 +12,46 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bcb_emulator import dataset_cli, modele_io, modele_reader, pipeline
-from bcb_emulator.pipeline import _window_starts
+from bcb_emulator.data import BuiltDataset, build_dataset
+from bcb_emulator.data.calendar import expected_times, yyyymmdd
+from bcb_emulator.data.dataset import count_windows
+from bcb_emulator.data.pipeline import _window_starts
 
 DUMMY = Path(__file__).parents[1] / "tfds_builders" / "modele_bcb" / "dummy_data"
-CONFIG = "tiny_l3"
 DT = 0.25  # days: the dummy data has 4 steps a day
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tfds")
-    dataset_cli.build_dataset(DUMMY, out, CONFIG)
-    return out
-
-
-@pytest.fixture(scope="module")
-def gap_data_dir(tmp_path_factory) -> Path:
+def gap_dataset(tmp_path_factory) -> BuiltDataset:
     """`train` = 2010-01-01..03 with 2010-01-02 missing: one split with a one-day gap."""
     inputs = tmp_path_factory.mktemp("gap_input")
     for path in DUMMY.glob("2010010[13].*.nc"):
         shutil.copy(path, inputs)
     out = tmp_path_factory.mktemp("tfds_gap")
-    sizes = dataset_cli.build_dataset(
-        inputs, out, CONFIG, {"train": ("2010-01-01", "2010-01-03")}, name="gap", allow_gaps=True
+    dataset = build_dataset(
+        inputs, out, "tiny_l3", {"train": ("2010-01-01", "2010-01-03")}, name="gap", allow_gaps=True
     )
-    assert sizes == {"train": 8}
-    return out
+    assert dataset.split_sizes == {"train": 8}
+    assert dataset.split_days == {"train": (58400, 58402)}
+    return dataset
 
 
-def _frames(data_dir, split, config=CONFIG):
-    return list(pipeline.read_frames(data_dir, split, builder_config=config).as_numpy_iterator())
+def _frames(dataset, split):
+    return list(dataset.frames(split).as_numpy_iterator())
 
 
 def _batches(ds):
     return [tf.nest.map_structure(lambda t: t.numpy(), b) for b in ds]
 
 
-def _last_times(data_dir, split, config=CONFIG, **kw):
+def _last_times(dataset, split, **kw):
     kw = {"window": 2, "batch_size": 3, "shuffle": False, "seed": 0, **kw}
-    ds = pipeline.make_windows(
-        data_dir, split, builder_config=config, return_metadata=True, normalize=False, **kw
-    )
+    ds = dataset.windows(split, return_metadata=True, normalize=False, **kw)
     return np.concatenate([m["time"] for _, _, m in _batches(ds)])
 
 
-def test_shapes_and_dtypes(data_dir):
-    ds = pipeline.make_windows(
-        data_dir, "train", builder_config=CONFIG, window=3, batch_size=2, shuffle=True, seed=1
-    )
+def test_shapes_and_dtypes(tiny_dataset):
+    ds = tiny_dataset.windows("train", window=3, batch_size=2, shuffle=True, seed=1)
     inputs, y = next(iter(ds))
     assert inputs["x2d"].shape == (2, 3, 6, 8, 6) and inputs["x2d"].dtype == tf.float32
     assert inputs["x3d"].shape == (2, 3, 6, 8, 24) and inputs["x3d"].dtype == tf.float32
@@ -70,12 +61,10 @@ def test_shapes_and_dtypes(data_dir):
     assert spec_y.shape[1:] == (6, 8, 3)
 
 
-def test_window_contents_are_consecutive_frames_and_y_is_the_last_bcb(data_dir):
-    frames = _frames(data_dir, "train")  # 8 frames
-    ds = pipeline.make_windows(
-        data_dir,
+def test_window_contents_are_consecutive_frames_and_y_is_the_last_bcb(tiny_dataset):
+    frames = _frames(tiny_dataset, "train")  # 8 frames
+    ds = tiny_dataset.windows(
         "train",
-        builder_config=CONFIG,
         window=3,
         stride=2,
         batch_size=10,
@@ -96,18 +85,12 @@ def test_window_contents_are_consecutive_frames_and_y_is_the_last_bcb(data_dir):
         assert meta["time"][b] == frames[s + 2]["time"]
 
 
-def test_normalization_uses_the_stored_statistics(data_dir):
+def test_normalization_uses_the_stored_statistics(tiny_dataset):
     kw = {"window": 2, "batch_size": 4, "shuffle": False, "seed": 0}
-    raw = _batches(
-        pipeline.make_windows(data_dir, "test", builder_config=CONFIG, normalize=False, **kw)
-    )
-    norm = _batches(pipeline.make_windows(data_dir, "test", builder_config=CONFIG, **kw))
-    lin = _batches(
-        pipeline.make_windows(
-            data_dir, "test", builder_config=CONFIG, target_transform="none", **kw
-        )
-    )
-    stats = pipeline.load_stats(data_dir, CONFIG)
+    raw = _batches(tiny_dataset.windows("test", normalize=False, **kw))
+    norm = _batches(tiny_dataset.windows("test", **kw))
+    lin = _batches(tiny_dataset.windows("test", target_transform="none", **kw))
+    stats = tiny_dataset.stats
     (x_raw, y_raw), (x_norm, y_norm), (_, y_lin) = raw[0], norm[0], lin[0]
     np.testing.assert_allclose(
         x_norm["x3d"], (x_raw["x3d"] - stats.x3d_mean) / stats.x3d_std, rtol=1e-5, atol=1e-5
@@ -121,33 +104,29 @@ def test_normalization_uses_the_stored_statistics(data_dir):
     np.testing.assert_allclose(stats.denormalize_target(y_norm), y_raw, rtol=1e-4)
 
 
-def test_windows_never_cross_a_split_boundary(data_dir):
+def test_windows_never_cross_a_split_boundary(tiny_dataset):
     for split, (first, last) in {"train": (58400, 58401), "validation": (58402, 58402)}.items():
-        frames = _frames(data_dir, split)
-        times = _last_times(data_dir, split, window=3)
+        frames = _frames(tiny_dataset, split)
+        times = _last_times(tiny_dataset, split, window=3)
         assert len(times) == len(frames) - 2
         assert times.min() >= first + 2 * DT and times.max() < last + 1
 
 
-def test_windows_never_cross_a_time_gap(gap_data_dir):
-    times = _last_times(gap_data_dir, "train", config="gap", window=2)
+def test_windows_never_cross_a_time_gap(gap_dataset):
+    times = _last_times(gap_dataset, "train", window=2)
     # 4 + 4 frames with a day missing between: 3 + 3 windows, none spanning the gap.
     np.testing.assert_allclose(
         times, [58400.375, 58400.625, 58400.875] + [58402.375, 58402.625, 58402.875]
     )
 
 
-def test_shuffle_is_a_seeded_permutation_that_changes_per_epoch(data_dir):
+def test_shuffle_is_a_seeded_permutation_that_changes_per_epoch(tiny_dataset):
     kw = {"window": 2, "batch_size": 20, "seed": 7}
-    ordered = _last_times(data_dir, "train", shuffle=False, **kw)
-    ds = pipeline.make_windows(
-        data_dir, "train", builder_config=CONFIG, shuffle=True, return_metadata=True, **kw
-    )
+    ordered = _last_times(tiny_dataset, "train", shuffle=False, **kw)
+    ds = tiny_dataset.windows("train", shuffle=True, return_metadata=True, **kw)
     epoch1 = np.concatenate([m["time"] for _, _, m in _batches(ds)])
     epoch2 = np.concatenate([m["time"] for _, _, m in _batches(ds)])
-    again = pipeline.make_windows(
-        data_dir, "train", builder_config=CONFIG, shuffle=True, return_metadata=True, **kw
-    )
+    again = tiny_dataset.windows("train", shuffle=True, return_metadata=True, **kw)
     epoch1_again = np.concatenate([m["time"] for _, _, m in _batches(again)])
     np.testing.assert_array_equal(np.sort(epoch1), ordered)  # same windows
     np.testing.assert_array_equal(epoch1, epoch1_again)  # same seed, same order
@@ -155,21 +134,15 @@ def test_shuffle_is_a_seeded_permutation_that_changes_per_epoch(data_dir):
     assert not np.array_equal(epoch1, epoch2)
 
 
-def test_bad_arguments(data_dir):
+def test_bad_arguments(tiny_dataset):
     with pytest.raises(ValueError, match="`window` must be an integer >= 1"):
-        pipeline.make_windows(
-            data_dir, "train", builder_config=CONFIG, window=0, batch_size=1, shuffle=False, seed=0
-        )
+        tiny_dataset.windows("train", window=0, batch_size=1, shuffle=False, seed=0)
     with pytest.raises(ValueError, match="`split` must be one of"):
-        pipeline.make_windows(
-            data_dir, "nope", builder_config=CONFIG, window=1, batch_size=1, shuffle=False, seed=0
-        )
+        tiny_dataset.windows("nope", window=1, batch_size=1, shuffle=False, seed=0)
     with pytest.raises(ValueError, match="`window` must not exceed the 4 steps of split 'test'"):
-        pipeline.make_windows(
-            data_dir, "test", builder_config=CONFIG, window=5, batch_size=1, shuffle=False, seed=0
-        )
+        tiny_dataset.windows("test", window=5, batch_size=1, shuffle=False, seed=0)
     with pytest.raises(ValueError, match="No built dataset"):
-        pipeline.load_stats(data_dir, "coarse_l20")
+        BuiltDataset.open(tiny_dataset.path.parents[2], "coarse_l20")
 
 
 @settings(max_examples=12, deadline=None)
@@ -180,13 +153,18 @@ def test_bad_arguments(data_dir):
     shuffle=st.booleans(),
 )
 def test_property_chunked_windows_equal_all_valid_windows(
-    data_dir, window, stride, chunk_frames, shuffle
+    tiny_dataset, window, stride, chunk_frames, shuffle
 ):
     """Whatever the chunking: every gap-free window at a stride-aligned start, exactly once."""
-    frames = _frames(data_dir, "train")  # 8 consecutive frames
+    frames = _frames(tiny_dataset, "train")  # 8 consecutive frames
     expected = [frames[s + window - 1]["time"] for s in range(0, len(frames) - window + 1, stride)]
     got = _last_times(
-        data_dir, "train", window=window, stride=stride, chunk_frames=chunk_frames, shuffle=shuffle
+        tiny_dataset,
+        "train",
+        window=window,
+        stride=stride,
+        chunk_frames=chunk_frames,
+        shuffle=shuffle,
     )
     np.testing.assert_array_equal(np.sort(got), expected)
 
@@ -212,9 +190,38 @@ def test_property_window_starts(steps, window, stride, shift):
     assert got == expected
 
 
-def test_timestamps_of_a_split_match_the_date_range(data_dir):
-    frames = _frames(data_dir, "ood_fire2021")
-    assert modele_io.yyyymmdd(int(frames[0]["time"])) == "20210801"
+def test_timestamps_of_a_split_match_the_date_range(tiny_dataset):
+    frames = _frames(tiny_dataset, "ood_fire2021")
+    assert yyyymmdd(int(frames[0]["time"])) == "20210801"
     np.testing.assert_allclose(
-        [f["time"] for f in frames], modele_reader.expected_times(int(frames[0]["time"]), 4)
+        [f["time"] for f in frames], expected_times(int(frames[0]["time"]), 4)
     )
+    np.testing.assert_array_equal(tiny_dataset.times("ood_fire2021"), [f["time"] for f in frames])
+
+
+@pytest.mark.parametrize("window, stride", [(1, 1), (2, 1), (3, 2), (4, 3), (9, 1)])
+def test_window_and_batch_counts_come_from_the_stored_stamps(
+    tiny_dataset, gap_dataset, window, stride
+):
+    """`num_windows`/`num_batches` equal what the pipeline yields, gaps included, unread."""
+    for dataset in (tiny_dataset, gap_dataset):
+        yielded = (
+            len(_last_times(dataset, "train", window=window, stride=stride)) if window <= 8 else 0
+        )
+        assert dataset.num_windows("train", window, stride) == yielded
+        assert dataset.num_batches("train", window, stride, batch_size=3) == -(-yielded // 3)
+        assert dataset.num_batches("train", window, stride, 3, drop_remainder=True) == yielded // 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.sampled_from([1, 1, 1, 2, 5]), min_size=0, max_size=30),
+    window=st.integers(1, 6),
+    stride=st.integers(1, 4),
+)
+def test_property_count_windows_equals_the_pipeline_rule(steps, window, stride):
+    """`count_windows` (numpy, whole split) counts the starts `_window_starts` (tf) keeps."""
+    dt = 1 / 48
+    time = 100.0 + np.concatenate([[0], np.cumsum(steps)]) * dt  # (n,) with gaps where step > 1
+    kept = _window_starts(tf.constant(time), window, stride, len(time) + 1, dt).numpy()
+    assert count_windows(time, window, stride, dt) == len(kept)

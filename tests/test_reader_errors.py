@@ -10,8 +10,8 @@ import netCDF4
 import numpy as np
 import pytest
 
-from bcb_emulator import dataset_cli, modele_io, modele_reader, pipeline, synthetic_modele
-from bcb_emulator.dataset_spec import TINY_GRID, DatasetSpec, SplitRange
+from bcb_emulator.data import BuiltDataset, build_dataset, calendar, reader, synthetic, writer
+from bcb_emulator.data.spec import TINY_GRID, DatasetSpec, SplitRange
 from bcb_emulator.grid import Grid
 
 DAYS = [58400, 58401, 58402]  # 2010-01-01 .. 2010-01-03
@@ -29,7 +29,7 @@ SPEC = DatasetSpec(
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pristine")
-    synthetic_modele.write_days(out, DAYS, TINY_GRID, n_levels=4, steps_per_day=4, seed=1)
+    synthetic.write_days(out, DAYS, TINY_GRID, n_levels=4, steps_per_day=4, seed=1)
     return out
 
 
@@ -41,11 +41,11 @@ def files(pristine, tmp_path) -> Path:
 
 
 def _path(folder: Path, day: int, stream: str) -> Path:
-    return folder / f"{modele_io.yyyymmdd(day)}.{stream}E3oma.nc"
+    return folder / f"{calendar.yyyymmdd(day)}.{stream}E3oma.nc"
 
 
 def _read(folder: Path, day: int = 58401):
-    return modele_reader.read_day(folder, day, SPEC)
+    return reader.read_day(folder, day, SPEC)
 
 
 def _rewrite(path: Path, drop: str | None = None, edit=None) -> None:
@@ -67,7 +67,7 @@ def _rewrite(path: Path, drop: str | None = None, edit=None) -> None:
 def _assert_nothing_written(data_dir: Path) -> None:
     assert not list(data_dir.rglob("*.tfrecord*")), "records were written"
     with pytest.raises(ValueError, match="No built dataset"):
-        pipeline.dataset_dir(data_dir, "tiny_l3_custom")
+        BuiltDataset.open(data_dir, "tiny_l3_custom")
 
 
 def test_clean_files_read(files):
@@ -78,7 +78,7 @@ def test_clean_files_read(files):
 def test_missing_file_names_file_and_stream(files):
     _path(files, 58401, "cijlh1").unlink()
     with pytest.raises(ValueError, match=r"Missing file .*20100102\.cijlh1E3oma\.nc.*prec_3d_sum"):
-        modele_reader.split_days(files, SPEC.split("train"), allow_gaps=False)
+        reader.split_days(files, SPEC.split("train"), allow_gaps=False)
 
 
 def test_missing_variable_names_file_and_variable(files):
@@ -111,9 +111,9 @@ def test_non_finite_value_above_level_l_is_ignored(files):
 
 def test_grid_of_other_size(files):
     grid = Grid("other", jm=8, im=8)
-    times, fields, static = synthetic_modele.day_fields(58401, grid, 4, 4, seed=0)
+    times, fields, static = synthetic.day_fields(58401, grid, 4, 4, seed=0)
     tmp = files / "other"
-    modele_io.write_day(tmp, 58401, times, fields, static, grid, 4)
+    writer.write_day(tmp, 58401, times, fields, static, grid, 4)
     shutil.copy(_path(tmp, 58401, "cijlh1"), _path(files, 58401, "cijlh1"))
     with pytest.raises(ValueError, match=r"cijlh1E3oma\.nc: dimension 'lat' must have size 6"):
         _read(files)
@@ -128,7 +128,7 @@ def test_grid_of_other_coordinates(files):
 def test_too_few_levels(files):
     spec = DatasetSpec(**{**SPEC.to_json(), "splits": SPEC.splits, "n_levels": 5})
     with pytest.raises(ValueError, match=r"dimension 'level' must have at least L=5"):
-        modele_reader.read_day(files, 58401, spec)
+        reader.read_day(files, 58401, spec)
 
 
 def test_duplicate_time_stamp(files):
@@ -158,17 +158,17 @@ def test_wrong_calendar(files):
 
 
 def test_missing_day_inside_a_range_is_a_calendar_gap(files):
-    for stream in modele_reader.streams_read():
+    for stream in reader.streams_read():
         _path(files, 58401, stream).unlink()
     with pytest.raises(ValueError, match=r"Calendar gap in split 'train'.*2010-01-02"):
-        modele_reader.split_days(files, SPEC.split("train"), allow_gaps=False)
-    assert modele_reader.split_days(files, SPEC.split("train"), allow_gaps=True) == [58400]
+        reader.split_days(files, SPEC.split("train"), allow_gaps=False)
+    assert reader.split_days(files, SPEC.split("train"), allow_gaps=True) == [58400]
 
 
 def test_range_without_files(files):
     empty = SplitRange("ood_fire2021", "2021-08-01", "2021-08-03")
     with pytest.raises(ValueError, match=r"'ood_fire2021' has no files .*2021-08-01\.\.2021-08-03"):
-        modele_reader.split_days(files, empty, allow_gaps=True)
+        reader.split_days(files, empty, allow_gaps=True)
 
 
 def test_non_netcdf_file(files):
@@ -182,13 +182,13 @@ def test_errors_in_the_last_file_stop_the_build_before_any_record(files, tmp_pat
         ds.variables["q"][0, 0, 0, 0] = np.nan
     data_dir = tmp_path / "tfds"
     with pytest.raises(ValueError, match=r"20100103\.aijlh1E3oma\.nc: variable 'q'"):
-        dataset_cli.build_dataset(files, data_dir, "tiny_l3", SPLITS)
+        build_dataset(files, data_dir, "tiny_l3", SPLITS)
     _assert_nothing_written(data_dir)
 
 
 def test_interrupted_build_leaves_no_dataset_and_rerun_completes(files, tmp_path, monkeypatch):
     data_dir = tmp_path / "tfds"
-    original = modele_reader.day_examples
+    original = reader.day_examples
     on_disk_before_interruption = []
 
     def dies_in_the_last_split(input_dir, day, spec, split):
@@ -197,16 +197,16 @@ def test_interrupted_build_leaves_no_dataset_and_rerun_completes(files, tmp_path
             raise KeyboardInterrupt("simulated interruption mid-build")
         yield from original(input_dir, day, spec, split)
 
-    monkeypatch.setattr(modele_reader, "day_examples", dies_in_the_last_split)
+    monkeypatch.setattr(reader, "day_examples", dies_in_the_last_split)
     with pytest.raises(KeyboardInterrupt):
-        dataset_cli.build_dataset(files, data_dir, "tiny_l3", SPLITS)
+        build_dataset(files, data_dir, "tiny_l3", SPLITS)
     assert on_disk_before_interruption, "the interruption came before any record was written"
     with pytest.raises(ValueError, match="No built dataset"):
-        pipeline.dataset_dir(data_dir, "tiny_l3_custom")
+        BuiltDataset.open(data_dir, "tiny_l3_custom")
     assert not list(data_dir.rglob("*.tfrecord*"))  # the temporary folder is gone too
     assert not list(data_dir.rglob("*incomplete*"))
 
-    monkeypatch.setattr(modele_reader, "day_examples", original)
-    sizes = dataset_cli.build_dataset(files, data_dir, "tiny_l3", SPLITS)
-    assert sizes == {"train": 8, "test": 4}
-    assert pipeline.split_sizes(data_dir, "tiny_l3_custom") == sizes
+    monkeypatch.setattr(reader, "day_examples", original)
+    dataset = build_dataset(files, data_dir, "tiny_l3", SPLITS)
+    assert dataset.split_sizes == {"train": 8, "test": 4}
+    assert BuiltDataset.open(data_dir, "tiny_l3_custom").split_sizes == dataset.split_sizes

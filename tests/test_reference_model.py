@@ -6,11 +6,12 @@ import math
 import numpy as np
 import pytest
 
+from bcb_emulator.data.calendar import parse_date
 from bcb_emulator.grid import get_grid
 from bcb_emulator.reference import physics, qus
 from bcb_emulator.reference.emissions import FIRE_REGIONS, FireEmissions, get_scenario
 from bcb_emulator.reference.meteorology import DAY, load_land_fraction
-from bcb_emulator.reference.model import ReferenceModel, SimulationConfig, parse_date
+from bcb_emulator.reference.model import ReferenceModel, SimulationConfig
 
 JUL_2010 = parse_date("2010-07-01")
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bcb_emulator import modele_io, variables
+from bcb_emulator import variables
 from bcb_emulator.cli import main
+from bcb_emulator.data import writer
 from bcb_emulator.reference.model import ReferenceModel, SimulationConfig
 
 START, END = "2010-07-01", "2010-07-02"
@@ -100,7 +101,7 @@ def test_write_failure_leaves_no_file_under_a_final_name(tmp_path, monkeypatch):
         path.write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(modele_io, "_write_stream", broken)
+    monkeypatch.setattr(writer, "_write_stream", broken)
     with pytest.raises(OSError, match="disk full"):
         _run(tmp_path)
     assert not list(tmp_path.glob("*.nc*"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import pathlib
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bcb_emulator import train_cli, training
+from bcb_emulator import training
 from bcb_emulator.config import ModelConfig, Tier, TrainConfig
 
 T, H, W, L = 3, 8, 12, 3
@@ -33,31 +32,33 @@ MODEL = ModelConfig(
 )
 
 
-def synthetic_make_windows(
-    data_dir,
-    split,
-    *,
-    builder_config,
-    window,
-    stride=1,
-    batch_size,
-    shuffle,
-    seed,
-    normalize=True,
-    examples=8,
-    ordered=False,
-):
-    """Stand-in for `pipeline.make_windows`: learnable normalized windows, one seed per split."""
-    rng = np.random.default_rng(zlib.crc32(split.encode()))
-    levels = L
-    x2d = rng.normal(size=(examples, window, H, W, 6)).astype("float32")
-    x3d = rng.normal(size=(examples, window, H, W, 8 * levels)).astype("float32")
-    # BCB rises with the last emission frame and follows the last profile of variable 0.
-    y = 0.5 * x2d[:, -1, :, :, 5:6] + 0.5 * x3d[:, -1, :, :, :levels]  # (N, H, W, L)
-    ds = tf.data.Dataset.from_tensor_slices(({"x2d": x2d, "x3d": x3d}, y.astype("float32")))
-    if shuffle and not ordered:
-        ds = ds.shuffle(examples, seed=seed)
-    return ds.batch(batch_size)
+@dataclasses.dataclass(frozen=True)
+class SyntheticDataset:
+    """Stand-in for a `BuiltDataset`: learnable normalized windows, one seed per split.
+
+    The real TFDS → tf.data → `model.fit` path is trained in `test_end_to_end.py`; these tests
+    are about the training loop (tiers, resume, strategies) on data fast to make.
+    """
+
+    examples: int = 8
+    ordered: bool = False
+
+    def windows(self, split, *, window, stride=1, batch_size, shuffle, seed, normalize=True):
+        rng = np.random.default_rng(zlib.crc32(split.encode()))
+        x2d = rng.normal(size=(self.examples, window, H, W, 6)).astype("float32")
+        x3d = rng.normal(size=(self.examples, window, H, W, 8 * L)).astype("float32")
+        # BCB rises with the last emission frame and follows the last profile of variable 0.
+        y = 0.5 * x2d[:, -1, :, :, 5:6] + 0.5 * x3d[:, -1, :, :, :L]  # (N, H, W, L)
+        ds = tf.data.Dataset.from_tensor_slices(({"x2d": x2d, "x3d": x3d}, y.astype("float32")))
+        if shuffle and not self.ordered:
+            ds = ds.shuffle(self.examples, seed=seed)
+        return ds.batch(batch_size)
+
+    def num_batches(self, split, window, stride, batch_size, drop_remainder=False):
+        return -(-self.examples // batch_size)
+
+
+SYNTHETIC = SyntheticDataset()
 
 
 def _config(tmp_path, **overrides):
@@ -79,7 +80,7 @@ def _config(tmp_path, **overrides):
 
 def test_two_tier_training_saves_model_config_and_logs(tmp_path):
     config = _config(tmp_path)
-    summary = training.train(config, make_windows=synthetic_make_windows, verbose=0)
+    summary = training.train(config, dataset=SYNTHETIC, verbose=0)
     run = pathlib.Path(config.out_dir)
     assert summary.model_path == run / "model.keras" and summary.model_path.exists()
     assert TrainConfig.load(summary.config_path) == config
@@ -91,7 +92,22 @@ def test_two_tier_training_saves_model_config_and_logs(tmp_path):
         assert not (run / tier / "backup").exists()  # removed after a finished fit
     hist = summary.history
     assert len(hist["pretrain"]["loss"]) == 2 and len(hist["finetune"]["loss"]) == 3
-    assert {"val_r2", "val_r", "val_r2_l01", "val_r_l03", "learning_rate"} <= set(hist["finetune"])
+    # The console and history.csv: loss, mean R², R² at level 1; every level in levels.csv.
+    assert set(hist["finetune"]) == {
+        "loss", "r2", "r2_l01", "val_loss", "val_r2", "val_r2_l01", "learning_rate"
+    }  # fmt: skip
+    levels = training._read_history(run / "finetune" / "levels.csv")
+    assert len(levels["val_r2_l03"]) == 3 and len(levels["r_l01"]) == 3
+    assert {f"{p}{m}_l{k:02d}" for p in ("", "val_") for m in ("r2", "r") for k in (1, 2, 3)} == (
+        set(levels)
+    )
+    np.testing.assert_allclose(levels["val_r2_l01"], hist["finetune"]["val_r2_l01"], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.mean([levels[f"val_r2_l{k:02d}"] for k in (1, 2, 3)], axis=0),
+        hist["finetune"]["val_r2"],
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(levels["r2_l01"], hist["finetune"]["r2_l01"], rtol=1e-6)
     # Fine-tuning starts from pre-trained weights: it begins better than pre-training did.
     assert hist["finetune"]["loss"][0] < hist["pretrain"]["loss"][0]
     # Cosine schedule: the learning rate decays within a tier.
@@ -99,22 +115,24 @@ def test_two_tier_training_saves_model_config_and_logs(tmp_path):
     assert lr[-1] < lr[0] <= 1e-3
     # The saved model is the best-val checkpoint of the last tier and loads with its layers.
     model = keras.saving.load_model(summary.model_path)
-    x, y = next(iter(synthetic_make_windows("", "val", builder_config="", window=T,
-                                            batch_size=8, shuffle=False, seed=0)))  # fmt: skip
+    x, y = next(iter(SYNTHETIC.windows("val", window=T, batch_size=8, shuffle=False, seed=0)))
     pred = model.predict(x, verbose=0)
     assert pred.shape == (8, H, W, L)
     err = float(np.mean(0.5 * ((pred - y) ** 2 + np.abs(pred - y))))
     np.testing.assert_allclose(err, summary.best("finetune"), rtol=1e-4)
     # Rerunning a finished run fits nothing: both tiers are skipped, the history is kept.
-    rerun = training.train(config, make_windows=_no_data, verbose=0)
+    rerun = training.train(config, dataset=_NoData(), verbose=0)
     assert rerun.history == summary.history
     np.testing.assert_array_equal(
         keras.saving.load_model(rerun.model_path).predict(x, verbose=0), pred
     )
 
 
-def _no_data(*args, **kwargs):
-    raise AssertionError("a finished tier must not read data")
+class _NoData:
+    def windows(self, *args, **kwargs):
+        raise AssertionError("a finished tier must not read data")
+
+    num_batches = windows
 
 
 class _KillAt(keras.callbacks.Callback):
@@ -137,17 +155,15 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     """A run killed mid-tier and rerun reaches the weights of a run never interrupted."""
     tiers = (Tier("only", "train", "val", epochs=3, learning_rate=3e-3),)
     whole = _config(tmp_path / "whole", tiers=tiers, per_level_metrics=False)
-    training.train(whole, make_windows=synthetic_make_windows, verbose=0)
+    training.train(whole, dataset=SYNTHETIC, verbose=0)
 
     killed = _config(tmp_path / "killed", tiers=tiers, per_level_metrics=False)
     with pytest.raises(KeyboardInterrupt):
-        training.train(
-            killed, make_windows=synthetic_make_windows, callbacks=[_KillAt(2)], verbose=0
-        )
+        training.train(killed, dataset=SYNTHETIC, callbacks=[_KillAt(2)], verbose=0)
     run = pathlib.Path(killed.out_dir)
     assert (run / "only" / "backup").exists()
     assert not (run / "model.keras").exists()
-    summary = training.train(killed, make_windows=synthetic_make_windows, verbose=0)
+    summary = training.train(killed, dataset=SYNTHETIC, verbose=0)
     assert len(summary.history["only"]["loss"]) == 3  # 2 before the kill + 1 after
 
     for a, b in zip(_final_weights(whole), _final_weights(killed), strict=True):
@@ -157,11 +173,11 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 def test_bad_dataset_shape_fails_early_naming_split(tmp_path):
     config = _config(tmp_path, model=dataclasses.replace(MODEL, levels=4))
     with pytest.raises(ValueError, match="split 'pre'.*Received"):
-        training.train(config, make_windows=synthetic_make_windows, verbose=0)
+        training.train(config, dataset=SYNTHETIC, verbose=0)
 
 
-def test_train_cli_trains_the_no_3d_ablation_from_a_config_file(tmp_path, monkeypatch):
-    """`bcb-emulator train --config` on the ablation without the 3D branch, area-weighted."""
+def test_no_3d_ablation_area_weighted(tmp_path):
+    """The ablation without the 3D branch, area-weighted, without per-level logs."""
     config = _config(
         tmp_path,
         model=dataclasses.replace(MODEL, use_3d=False, fusion="none"),
@@ -169,22 +185,13 @@ def test_train_cli_trains_the_no_3d_ablation_from_a_config_file(tmp_path, monkey
         area_weighted=True,
         per_level_metrics=False,
     )
-    path = tmp_path / "config.json"
-    config.save(path)
-    monkeypatch.setattr(train_cli, "_make_windows", lambda: synthetic_make_windows)
-    parser = argparse.ArgumentParser()
-    train_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", "--config", str(path), "--verbose", "0"])
-    assert args.func(args) == 0
+    training.train(config, dataset=SYNTHETIC, verbose=0)
     run = pathlib.Path(config.out_dir)
     model = keras.saving.load_model(run / "model.keras")
     assert list(model.input.keys()) == ["x2d"]  # the windows' x3d is dropped, not fed
     assert TrainConfig.load(run / "train_config.json") == config
     history = training._read_history(run / "only" / "history.csv")
-    assert "val_r2" in history and "val_r2_l01" not in history
-    args = parser.parse_args(["train", "--config", str(tmp_path / "missing.json")])
-    with pytest.raises(FileNotFoundError, match="missing.json"):
-        args.func(args)
+    assert "val_r2" in history and not (run / "only" / "levels.csv").exists()
 
 
 _MIRRORED_SCRIPT = textwrap.dedent(
@@ -198,8 +205,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     )
     import keras
     sys.path.insert(0, {tests!r})
-    import functools
-    from test_training import _config, synthetic_make_windows
+    from test_training import _config, SyntheticDataset
     from bcb_emulator import training
     from bcb_emulator.config import Tier
     tmp = pathlib.Path({tmp!r})
@@ -212,8 +218,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
         )
         # Same batches in the same order on both sides (a distributed dataset may draw its
         # shuffle differently); the comparison is about the reduction of the gradients.
-        windows = functools.partial(synthetic_make_windows, ordered=True)
-        summary = training.train(config, make_windows=windows, verbose=0)
+        summary = training.train(config, dataset=SyntheticDataset(ordered=True), verbose=0)
         weights[mode] = keras.saving.load_model(summary.model_path).get_weights()
         print(mode, "replicas", summary.replicas)
     flat = {{k: np.concatenate([w.ravel() for w in v]) for k, v in weights.items()}}

@@ -25,7 +25,9 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from bcb_emulator import modele_io, variables
+from bcb_emulator import variables
+from bcb_emulator.data import writer
+from bcb_emulator.data.calendar import parse_date, yyyymmdd
 from bcb_emulator.grid import VerticalGrid, get_grid
 from bcb_emulator.reference import physics, qus
 from bcb_emulator.reference.emissions import FireEmissions, get_scenario
@@ -165,14 +167,6 @@ class Budget:
     @property
     def removed(self) -> float:
         return self.dry_deposited + self.wet_large_scale + self.wet_convective
-
-
-def parse_date(text: str) -> int:
-    """``YYYY-MM-DD`` (or ``YYYYMMDD``) to a day number of the noleap calendar."""
-    digits = text.replace("-", "")
-    if len(digits) != 8 or not digits.isdigit():
-        raise ValueError(f"Dates must be YYYY-MM-DD. Received: {text!r}")
-    return modele_io.day_number(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
 
 
 class ReferenceModel:
@@ -356,13 +350,13 @@ class ReferenceModel:
                 missing = [
                     name
                     for name in (
-                        variables.filename(modele_io.yyyymmdd(day), s) for s in variables.STREAMS
+                        variables.filename(yyyymmdd(day), s) for s in variables.STREAMS
                     )  # fmt: skip
                     if not (out_dir / name).exists()
                 ]
                 if missing:
                     raise ValueError(
-                        f"Restart file {restart} is at day {modele_io.yyyymmdd(int(self.time))} "
+                        f"Restart file {restart} is at day {yyyymmdd(int(self.time))} "
                         f"but {out_dir} lacks {missing[0]} of the requested range: run without "
                         "resuming (--no-resume) or into another folder."
                     )
@@ -386,7 +380,7 @@ class ReferenceModel:
                         frames.append(fields)
                 if day >= first:
                     stacked = {k: np.stack([f[k] for f in frames]) for k in frames[0]}
-                    modele_io.write_day(out_dir, day, np.array(times), stacked, static, self.grid,
+                    writer.write_day(out_dir, day, np.array(times), stacked, static, self.grid,
                                         cfg.n_levels)  # fmt: skip
                 self.save_restart(restart)
         return self.budget

@@ -1,13 +1,14 @@
 """modele_bcb: ModelE E3 black carbon (BCB) output as TFRecords, one example per time step.
 
-Reads the daily ``YYYYMMDD.<stream>E3oma.nc`` files (``DESIGN.md``, data contract) from
+Reads the daily ``YYYYMMDD.<stream>E3oma.nc`` files (``docs/data_contract.md``) from
 ``manual_dir`` — real ModelE output or the reference model's — validates all of them first
-(``bcb_emulator.modele_reader``), computes the normalization statistics from the training
-split(s) (``bcb_emulator.normalization``), then writes one example per time step in time order.
+(``bcb_emulator.data.reader``), computes the normalization statistics from the training
+split(s) (``bcb_emulator.data.normalization``), then writes one example per time step in time order.
 
-Splits are date ranges in the builder config (``bcb_emulator.dataset_spec``). Besides the
-TFRecords, the version folder holds ``normalization.json`` (statistics) and
-``dataset_spec.json`` (grid, levels, time step, split date ranges).
+Splits are date ranges in the builder config (``bcb_emulator.data.spec``). Besides the
+TFRecords, the version folder holds ``normalization.json`` (statistics),
+``dataset_spec.json`` (grid, levels, time step, split date ranges) and ``split_days.json``
+(the days each split holds); ``bcb_emulator.data.BuiltDataset`` reads them.
 
 Under Apache Beam (``tfds build --beam_pipeline_options=...`` or a ``DownloadConfig`` with a
 ``beam_runner``) ``_generate_examples`` returns a Beam transform over days instead of a
@@ -24,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from bcb_emulator import modele_reader, normalization, variables
-from bcb_emulator.dataset_spec import DatasetSpec, SplitRange
-
-SPEC_FILENAME = "dataset_spec.json"
+from bcb_emulator import variables
+from bcb_emulator.data import normalization, reader
+from bcb_emulator.data.dataset import SPEC_FILENAME, SPLIT_DAYS_FILENAME
+from bcb_emulator.data.spec import DatasetSpec, SplitRange
+from bcb_emulator.demo import DEMO_SPLITS
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -50,7 +52,7 @@ class ModelEBcbConfig(tfds.core.BuilderConfig):
 
 #: Default date ranges of the full-size configs (the reference model's scenarios: 'pi' in the
 #: 1850s, '2010s' 2010-2012, '2020s' 2020-2021 with an extreme fire year). Users with other
-#: periods pass their own ranges (``bcb_emulator.dataset_cli.build_dataset(splits=...)``).
+#: periods pass their own ranges (``bcb_emulator.data.build_dataset(splits=...)``).
 DEFAULT_SPLITS: tuple[SplitRange, ...] = (
     SplitRange("pi_train", "1850-01-01", "1851-12-31"),
     SplitRange("ood_pi", "1852-01-01", "1852-12-31"),
@@ -62,16 +64,6 @@ DEFAULT_SPLITS: tuple[SplitRange, ...] = (
 )
 #: Training splits: statistics come from these only.
 DEFAULT_STATS_SPLITS = ("pi_train", "train")
-
-#: The demo's splits (``bcb-emulator demo``): the periods ``bcb_emulator.demo.DEMO_RUNS``
-#: simulates with 3-hourly output.
-DEMO_SPLITS: tuple[SplitRange, ...] = (
-    SplitRange("pi_train", "1851-08-01", "1851-08-16"),
-    SplitRange("train", "2010-08-01", "2010-08-28"),
-    SplitRange("validation", "2010-08-29", "2010-09-02"),
-    SplitRange("test", "2010-09-03", "2010-09-06"),
-    SplitRange("ood_fire2021", "2021-08-01", "2021-08-08"),
-)
 
 #: Dates of the dummy data (``dummy_data/make_dummy_data.py``), 4 steps a day.
 TINY_SPLITS: tuple[SplitRange, ...] = (
@@ -98,20 +90,21 @@ def _config(name: str, grid_name: str, n_levels: int, description: str, **kw) ->
 
 def _examples_of_day(day: int, input_dir: str, spec: DatasetSpec, split: SplitRange):
     """Beam ``FlatMap`` body: the ``(key, example)`` pairs of one day."""
-    return list(modele_reader.day_examples(input_dir, day, spec, split))
+    return list(reader.day_examples(input_dir, day, spec, split))
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for ModelE E3 BCB output."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: X2D, X3D, BCB, airmass and time per half-hourly step.",
+        "1.1.0": "split_days.json: the days each split holds (window counts without reading).",
     }
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Put the daily ModelE E3 output files of every split's date range into one folder,
     `manual_dir`, named `YYYYMMDD.<stream>E3oma.nc` for the streams aijh1, aijlh1, cijlh1,
-    taijlh1 and tNDaijh1 (see DESIGN.md, "Data contract"); `axyp` and `landfr` go into the
+    taijlh1 and tNDaijh1 (see docs/data_contract.md); `axyp` and `landfr` go into the
     aijh1 file. No ModelE output can be downloaded; `bcb-emulator simulate` writes such files.
     Then: `bcb-emulator build-dataset --input DIR --data-dir OUT --config coarse_l20`, or
     `tfds build tfds_builders/modele_bcb --manual_dir DIR --data_dir OUT --config coarse_l20`.
@@ -190,13 +183,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         """Validates every file of every split, stores statistics, returns the generators."""
         input_dir = Path(dl_manager.manual_dir)
         days = {
-            s.name: modele_reader.split_days(input_dir, s, self.spec.allow_gaps)
-            for s in self.spec.splits
+            s.name: reader.split_days(input_dir, s, self.spec.allow_gaps) for s in self.spec.splits
         }
         stats = _validate_and_compute_stats(input_dir, days, self.spec)
         out_dir = Path(self.data_dir)  # the temporary folder until the build completes
         stats.save(out_dir / normalization.STATS_FILENAME)
         (out_dir / SPEC_FILENAME).write_text(json.dumps(self.spec.to_json(), indent=1))
+        (out_dir / SPLIT_DAYS_FILENAME).write_text(json.dumps(days))
         return {
             name: self._generate_examples(input_dir=str(input_dir), split=name, days=split_days)
             for name, split_days in days.items()
@@ -210,7 +203,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return beam.Create(days) | beam.FlatMap(
                 _examples_of_day, input_dir=input_dir, spec=self.spec, split=split_range
             )
-        return modele_reader.iter_examples(input_dir, split_range, days, self.spec)
+        return reader.iter_examples(input_dir, split_range, days, self.spec)
 
 
 def _validate_and_compute_stats(
@@ -222,11 +215,11 @@ def _validate_and_compute_stats(
     """
     for split_days in days.values():
         for day in split_days:
-            modele_reader.scan_day(input_dir, day, spec)
+            reader.scan_day(input_dir, day, spec)
     acc = normalization.StatsAccumulator(spec.grid.area, spec.n_levels)
     for name, split_days in days.items():
         for day in split_days:
-            data = modele_reader.read_day(input_dir, day, spec)
+            data = reader.read_day(input_dir, day, spec)
             if name in spec.stats_splits:
                 acc.update(data.x2d, data.x3d, data.bcb)
     return acc.result(splits=spec.stats_splits)

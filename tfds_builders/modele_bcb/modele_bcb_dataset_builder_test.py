@@ -10,7 +10,8 @@ import pytest
 import tensorflow_datasets as tfds
 import xarray as xr
 
-from bcb_emulator import normalization, pipeline, variables
+from bcb_emulator import variables
+from bcb_emulator.data import BuiltDataset, calendar, normalization
 from tfds_builders.modele_bcb import modele_bcb_dataset_builder
 
 DUMMY = Path(__file__).parent / "dummy_data"
@@ -27,19 +28,14 @@ class ModelEBcbTest(tfds.testing.DatasetBuilderTestCase):
     SKIP_CHECKSUMS = True  # nothing is downloaded: everything comes from manual_dir
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    data_dir = tmp_path_factory.mktemp("tfds")
-    builder = modele_bcb_dataset_builder.Builder(config="tiny_l3", data_dir=str(data_dir))
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(DUMMY))
-    )
-    return data_dir
+@pytest.fixture
+def built(tiny_dataset) -> Path:
+    """The TFDS ``data_dir`` of the session's ``tiny_l3`` build (``conftest.py``)."""
+    return tiny_dataset.path.parents[2]
 
 
 def _frames(data_dir: Path, split: str, config: str = "tiny_l3") -> list[dict]:
-    ds = pipeline.read_frames(data_dir, split, builder_config=config)
-    return list(tfds.as_numpy(ds))
+    return list(tfds.as_numpy(BuiltDataset.open(data_dir, config).frames(split)))
 
 
 def test_shapes_dtypes_and_time_order(built):
@@ -80,7 +76,7 @@ def test_values_equal_the_netcdf_files_cut_to_l_levels(built):
 
 
 def test_statistics_and_spec_are_stored_with_the_dataset(built):
-    folder = pipeline.dataset_dir(built, "tiny_l3")
+    folder = BuiltDataset.open(built, "tiny_l3").path
     stats = normalization.load(folder / normalization.STATS_FILENAME)
     assert stats.splits == ("pi_train", "train")
     assert stats.n_time == SPLITS["pi_train"] + SPLITS["train"]
@@ -92,11 +88,11 @@ def test_statistics_and_spec_are_stored_with_the_dataset(built):
 
 def test_half_hourly_time_stamps_are_stored_exactly(tmp_path):
     """48 stamps a day in 2021 are not representable in float32; they must survive exactly."""
-    from bcb_emulator import synthetic_modele
-    from bcb_emulator.dataset_spec import TINY_GRID, DatasetSpec, SplitRange
+    from bcb_emulator.data import synthetic
+    from bcb_emulator.data.spec import TINY_GRID, DatasetSpec, SplitRange
 
     day = 62050  # 2020-01-01
-    synthetic_modele.write_days(tmp_path / "in", [day], TINY_GRID, 3, steps_per_day=48, seed=0)
+    synthetic.write_days(tmp_path / "in", [day], TINY_GRID, 3, steps_per_day=48, seed=0)
     spec = DatasetSpec(
         name="tiny48",
         grid_name="tiny",
@@ -119,13 +115,13 @@ def test_keys_increase_and_spread_over_the_writer_buckets():
     """Bounded build memory: TFDS sorts one of its 1000 key-range buckets at a time in memory."""
     from tensorflow_datasets.core import shuffle
 
-    from bcb_emulator import modele_reader
-    from bcb_emulator.dataset_spec import SplitRange
+    from bcb_emulator.data import reader
+    from bcb_emulator.data.spec import SplitRange
 
     spec = modele_bcb_dataset_builder.Builder.builder_configs["coarse_l20"].spec
     year = SplitRange("train", "2010-01-01", "2010-12-31")
-    times = np.concatenate([modele_reader.expected_times(d, 48) for d in year.days()])
-    keys = [modele_reader.example_key(t, year, spec) for t in times]
+    times = np.concatenate([calendar.expected_times(d, 48) for d in year.days()])
+    keys = [reader.example_key(t, year, spec) for t in times]
     assert all(a < b for a, b in zip(keys[:-1], keys[1:], strict=True)) and keys[-1] < 2**128
     buckets = np.bincount(
         [shuffle.get_bucket_number(k, shuffle.BUCKETS_NUMBER) for k in keys],

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bcb_emulator import synthetic_modele
-from bcb_emulator.dataset_spec import TINY_GRID
+from bcb_emulator.data import synthetic
+from bcb_emulator.data.spec import TINY_GRID
 from tfds_builders.modele_bcb.modele_bcb_dataset_builder import TINY_SPLITS
 
 SEED = 20240601
@@ -23,7 +23,7 @@ def main() -> None:
     for old in out_dir.glob("*.nc"):
         old.unlink()
     days = [day for split in TINY_SPLITS for day in split.days()]
-    synthetic_modele.write_days(
+    synthetic.write_days(
         out_dir, days, TINY_GRID, FILE_LEVELS, steps_per_day=STEPS_PER_DAY, seed=SEED
     )
     print(f"Wrote {len(days)} days x 5 streams to {out_dir}")

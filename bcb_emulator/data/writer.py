@@ -1,4 +1,4 @@
-"""Writing daily files in the ModelE E3 "OMA" layout (see ``DESIGN.md``, "Data contract").
+"""Writing daily files in the ModelE E3 "OMA" layout (``docs/data_contract.md``).
 
 One netCDF file per day and stream, ``YYYYMMDD.<stream>E3oma.nc``, dims ``time, level, lat,
 lon``, float ``level`` 1..L, ``noleap`` calendar, time stamps at HH:15 / HH:45 for half-hourly
@@ -18,34 +18,8 @@ import netCDF4
 import numpy as np
 
 from bcb_emulator import variables
+from bcb_emulator.data.calendar import CALENDAR, TIME_UNITS, yyyymmdd
 from bcb_emulator.grid import Grid
-
-#: Time axis of every file: days since this date in the ``noleap`` calendar.
-TIME_UNITS = "days since 1850-01-01 00:00:00"
-CALENDAR = "noleap"
-DAYS_PER_YEAR = 365
-#: Cumulative day of year at the start of each month, ``noleap``.
-MONTH_START = np.cumsum([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-
-
-def day_number(year: int, month: int, day: int) -> int:
-    """Days since 1850-01-01 in the ``noleap`` calendar (may be negative before 1850)."""
-    if not 1 <= month <= 12 or not 1 <= day <= MONTH_START[month] - MONTH_START[month - 1]:
-        raise ValueError(f"Not a date of the noleap calendar. Received: {year:04d}-{month}-{day}")
-    return (year - 1850) * DAYS_PER_YEAR + int(MONTH_START[month - 1]) + day - 1
-
-
-def date_of(day: int) -> tuple[int, int, int]:
-    """Inverse of :func:`day_number`: ``(year, month, day)``."""
-    year, doy = divmod(int(day), DAYS_PER_YEAR)
-    month = int(np.searchsorted(MONTH_START, doy, side="right"))
-    return 1850 + year, month, doy - int(MONTH_START[month - 1]) + 1
-
-
-def yyyymmdd(day: int) -> str:
-    """``YYYYMMDD`` string of day number `day`."""
-    y, m, d = date_of(day)
-    return f"{y:04d}{m:02d}{d:02d}"
 
 
 def write_day(

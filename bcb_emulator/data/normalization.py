@@ -11,7 +11,7 @@ where BCB is zero and barely bends the rest.
 
 The statistics are computed by streaming (Chan's parallel update of mean and M2 in float64,
 one day at a time), stored as ``normalization.json`` in the dataset's version folder, and
-loaded by :func:`load` (or ``bcb_emulator.pipeline.load_stats``). A zero std (a constant
+loaded by :func:`load` (or as ``bcb_emulator.data.BuiltDataset.stats``). A zero std (a constant
 channel, e.g. ``landfr`` on an all-ocean toy grid) is stored as 1 so normalizing never divides
 by zero.
 

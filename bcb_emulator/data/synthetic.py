@@ -2,13 +2,13 @@
 
 Not physics: smooth fields with the right shapes, units and orders of magnitude (positive BCB
 spanning decades, air mass from the sigma layers), written through
-:func:`bcb_emulator.modele_io.write_day`, so the files are byte-for-byte in the layout the
+:func:`bcb_emulator.data.writer.write_day`, so the files are byte-for-byte in the layout the
 reference model and ModelE write. The physical reference model lives in ``bcb_emulator.reference``.
 
 Example:
 
 >>> import tempfile
->>> from bcb_emulator.dataset_spec import TINY_GRID
+>>> from bcb_emulator.data.spec import TINY_GRID
 >>> out = tempfile.mkdtemp()
 >>> paths = write_days(out, [58400], TINY_GRID, n_levels=3, steps_per_day=4, seed=0)
 >>> len(paths)
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bcb_emulator import modele_io, variables
+from bcb_emulator import variables
+from bcb_emulator.data import writer
 from bcb_emulator.grid import Grid, VerticalGrid
 
 #: Typical magnitude of each variable (mean, spread), in registry units.
@@ -48,7 +49,7 @@ _SCALE: dict[str, tuple[float, float]] = {
 def day_fields(
     day: int, grid: Grid, n_levels: int, steps_per_day: int, seed: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Returns ``(times, fields, static)`` of one day, as :func:`modele_io.write_day` takes them.
+    """Returns ``(times, fields, static)`` of one day, as :func:`writer.write_day` takes them.
 
     Deterministic in ``(seed, day)``: the same day gives the same fields whatever else is made.
     """
@@ -102,7 +103,7 @@ def write_days(
     written = []
     for day in days:
         times, fields, static = day_fields(day, grid, n_levels, steps_per_day, seed)
-        written += modele_io.write_day(
+        written += writer.write_day(
             out_dir, day, times, fields, static, grid, n_levels, complevel=complevel
         )
     return written

@@ -1,4 +1,4 @@
-"""Reading and validating the daily ModelE E3 files of one dataset (``DESIGN.md``, data contract).
+"""Reading and validating the daily ModelE E3 files of one dataset (``docs/data_contract.md``).
 
 Everything that reads ModelE netCDF goes through here: the TFDS builder, the statistics and the
 naive benchmark loader. Every check raises a ``ValueError`` naming the file, the variable and
@@ -30,8 +30,10 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
-from bcb_emulator import modele_io, variables
-from bcb_emulator.dataset_spec import DatasetSpec, SplitRange, format_date
+from bcb_emulator import variables
+from bcb_emulator.data import calendar
+from bcb_emulator.data.calendar import expected_times, format_date
+from bcb_emulator.data.spec import DatasetSpec, SplitRange
 
 #: The variables the dataset keeps, besides the inputs and target: ``airmass`` (column burden).
 AUX_KEPT: tuple[variables.Variable, ...] = (variables.get("airmass"),)
@@ -43,7 +45,6 @@ READ_VARIABLES: tuple[variables.Variable, ...] = (
 TIME_ATOL = 1e-6
 #: Absolute tolerance on latitude/longitude coordinates, degrees.
 COORD_ATOL = 1e-3
-_CALENDARS = ("noleap", "365_day")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,13 +76,8 @@ def streams_read() -> tuple[str, ...]:
 
 def day_paths(input_dir: str | os.PathLike, day: int) -> dict[str, Path]:
     """The file of each needed stream for `day`, ``YYYYMMDD.<stream>E3oma.nc``."""
-    stamp = modele_io.yyyymmdd(day)
+    stamp = calendar.yyyymmdd(day)
     return {s: Path(input_dir) / variables.filename(stamp, s) for s in streams_read()}
-
-
-def expected_times(day: int, steps_per_day: int, phase: float = 0.5) -> np.ndarray:
-    """``(steps_per_day,)`` stamps of `day`: ``day + (k + phase) / steps_per_day``."""
-    return day + (np.arange(steps_per_day) + phase) / steps_per_day
 
 
 def split_days(input_dir: str | os.PathLike, split: SplitRange, allow_gaps: bool) -> list[int]:
@@ -260,12 +256,12 @@ def _check_time(ds: netCDF4.Dataset, path: Path, spec: DatasetSpec) -> np.ndarra
     if "time" not in ds.variables:
         raise ValueError(f"{path}: variable 'time' is missing; every stream needs a time axis.")
     var = ds.variables["time"]
-    calendar = getattr(var, "calendar", None)
+    calendar_name = getattr(var, "calendar", None)
     units = " ".join(str(getattr(var, "units", "")).split())
-    if calendar not in _CALENDARS or not units.startswith("days since 1850-01-01"):
+    if calendar_name not in calendar.CALENDARS or not units.startswith("days since 1850-01-01"):
         raise ValueError(
-            f"{path}: variable 'time' must be in {modele_io.TIME_UNITS!r}, calendar 'noleap'. "
-            f"Received: units={units!r}, calendar={calendar!r}"
+            f"{path}: variable 'time' must be in {calendar.TIME_UNITS!r}, calendar 'noleap'. "
+            f"Received: units={units!r}, calendar={calendar_name!r}"
         )
     times = np.asarray(np.ma.getdata(var[:]), np.float64)
     day = _day_of_path(path)
@@ -334,4 +330,4 @@ def _check_values(data: np.ndarray, path: Path, name: str) -> None:
 
 def _day_of_path(path: Path) -> int:
     stamp = path.name[:8]
-    return modele_io.day_number(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]))
+    return calendar.day_number(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]))

@@ -19,14 +19,15 @@ Shapes (channels-last, as everywhere in the package):
   ``k + 1``), exactly as stored;
 - ``y``: ``(B, H, W, L)``, BCB at the time of the last frame of the window.
 
-Normalization uses the statistics stored with the dataset (:func:`load_stats`); the target is
+Normalization uses the statistics stored with the dataset (`BuiltDataset.stats`); the target is
 normalized per level after the registry's transform of ``BCB`` (``log(BCB + offset)``, see
-``bcb_emulator.normalization``) unless ``target_transform="none"``.
+``bcb_emulator.data.normalization``) unless ``target_transform="none"``.
 
 Example:
 
->>> ds = make_windows(data_dir, "train", builder_config="coarse_l20", window=8,
-...                   batch_size=4, shuffle=True, seed=0)  # doctest: +SKIP
+>>> dataset = BuiltDataset.open(data_dir, "coarse_l20")  # doctest: +SKIP
+>>> ds = make_windows(dataset, "train", window=8, batch_size=4, shuffle=True,
+...                   seed=0)  # doctest: +SKIP
 >>> inputs, y = next(iter(ds))  # doctest: +SKIP
 >>> inputs["x3d"].shape  # doctest: +SKIP
 TensorShape([4, 8, 46, 72, 160])
@@ -34,85 +35,29 @@ TensorShape([4, 8, 46, 72, 160])
 
 from __future__ import annotations
 
-import json
-import os
-import re
-from pathlib import Path
-
 import tensorflow as tf
 
-from bcb_emulator import normalization
-from bcb_emulator.dataset_spec import DatasetSpec
+from bcb_emulator.data.dataset import BuiltDataset
 
-#: Name of the TFDS dataset (``tfds_builders/modele_bcb``).
-DATASET_NAME = "modele_bcb"
-SPEC_FILENAME = "dataset_spec.json"
 #: Default memory budget of one chunk of frames, bytes (about twice that is resident: the
 #: chunk and the frames tf.data buffers to cut the next one).
 CHUNK_BYTES = 2**30
-_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 
-def dataset_dir(data_dir: str | os.PathLike, builder_config: str) -> Path:
-    """The version folder ``data_dir/modele_bcb/<builder_config>/<latest version>``."""
-    config_dir = Path(data_dir) / DATASET_NAME / builder_config
-    versions = (
-        sorted(
-            (p for p in config_dir.iterdir() if p.is_dir() and _VERSION.match(p.name)),
-            key=lambda p: tuple(int(x) for x in p.name.split(".")),
-        )
-        if config_dir.is_dir()
-        else []
-    )
-    if not versions or not (versions[-1] / "dataset_info.json").exists():
-        raise ValueError(
-            f"No built dataset {DATASET_NAME}/{builder_config} in {data_dir}: expected "
-            f"{config_dir}/<version>/dataset_info.json. Build it with "
-            "`bcb-emulator build-dataset`."
-        )
-    return versions[-1]
-
-
-def load_stats(
-    data_dir: str | os.PathLike, builder_config: str
-) -> normalization.NormalizationStats:
-    """The normalization statistics stored with the built dataset."""
-    return normalization.load(dataset_dir(data_dir, builder_config) / normalization.STATS_FILENAME)
-
-
-def load_spec(data_dir: str | os.PathLike, builder_config: str) -> DatasetSpec:
-    """The layout (grid, L, time step, split date ranges) the dataset was built with."""
-    path = dataset_dir(data_dir, builder_config) / SPEC_FILENAME
-    return DatasetSpec.from_json(json.loads(path.read_text()))
-
-
-def split_sizes(data_dir: str | os.PathLike, builder_config: str) -> dict[str, int]:
-    """Number of time steps of each split of the built dataset."""
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder_from_directory(dataset_dir(data_dir, builder_config))
-    return {name: info.num_examples for name, info in builder.info.splits.items()}
-
-
-def read_frames(data_dir: str | os.PathLike, split: str, *, builder_config: str) -> tf.data.Dataset:
+def read_frames(dataset: BuiltDataset, split: str) -> tf.data.Dataset:
     """The time steps of `split` in time order: dicts of ``x2d, x3d, bcb, airmass, time``."""
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder_from_directory(dataset_dir(data_dir, builder_config))
-    if split not in builder.info.splits:
-        raise ValueError(
-            f"`split` must be one of {sorted(builder.info.splits)} of "
-            f"{DATASET_NAME}/{builder_config}. Received: split={split!r}"
-        )
+    dataset.check_split(split)
+    builder = tfds.builder_from_directory(dataset.path)
     read_config = tfds.ReadConfig(try_autocache=False, interleave_cycle_length=1)
     return builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
 
 
 def make_windows(
-    data_dir: str | os.PathLike,
+    dataset: BuiltDataset,
     split: str,
     *,
-    builder_config: str,
     window: int,
     stride: int = 1,
     batch_size: int,
@@ -127,9 +72,8 @@ def make_windows(
     """Batches of windows of `window` consecutive steps of `split`, ready for ``model.fit``.
 
     Args:
-        data_dir: the TFDS ``data_dir`` the dataset was built into.
+        dataset: the built dataset (`BuiltDataset.open`).
         split: split name, e.g. ``"train"``, ``"pi_train"``, ``"ood_fire2021"``.
-        builder_config: config name, e.g. ``"coarse_l20"``.
         window: ``T``, steps per window (>= 1).
         stride: steps between the starts of consecutive windows (>= 1); starts are the steps
             ``0, stride, 2·stride, …`` of the split whose windows have no gap.
@@ -150,14 +94,14 @@ def make_windows(
     for name, value in (("window", window), ("stride", stride), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
-    spec = load_spec(data_dir, builder_config)
-    stats = load_stats(data_dir, builder_config) if normalize else None
-    frames = read_frames(data_dir, split, builder_config=builder_config)
-    n_steps = split_sizes(data_dir, builder_config)[split]
+    spec = dataset.spec
+    stats = dataset.stats if normalize else None
+    frames = read_frames(dataset, split)
+    n_steps = dataset.split_sizes[split]
     if n_steps < window:
         raise ValueError(
             f"`window` must not exceed the {n_steps} steps of split {split!r} of "
-            f"{DATASET_NAME}/{builder_config}. Received: window={window}"
+            f"{dataset.path}. Received: window={window}"
         )
     h, w = spec.grid.shape
     frame_bytes = 4 * h * w * (6 + 8 * spec.n_levels + 2 * spec.n_levels) + 8

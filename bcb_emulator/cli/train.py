@@ -4,8 +4,8 @@ Example::
 
     bcb-emulator train --config my_run.json
 
-where ``my_run.json`` holds a `bcb_emulator.config.TrainConfig` (see ``docs/emulator.md``).
-TensorFlow is imported only when the command runs.
+where ``my_run.json`` holds a `bcb_emulator.config.TrainConfig` (see ``docs/emulator.md``);
+calls `bcb_emulator.training.train`. TensorFlow is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -32,24 +32,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _make_windows():
-    """Returns the dataset factory (the tf.data pipeline); a seam for tests."""
-    from bcb_emulator.pipeline import make_windows
-
-    return make_windows
-
-
 def _run(args: argparse.Namespace) -> int:
     from bcb_emulator import training
     from bcb_emulator.config import TrainConfig
 
     config = TrainConfig.load(args.config)
-    summary = training.train(config, make_windows=_make_windows(), verbose=args.verbose)
+    summary = training.train(config, verbose=args.verbose)
     for tier, history in summary.history.items():
         if history.get("val_loss"):
             print(
                 f"{tier}: best val_loss {summary.best(tier):.4f}, "
-                f"val_r2 {summary.best(tier, 'val_r2'):.3f} over {len(history['val_loss'])} epochs"
+                f"val_r2 {summary.best(tier, 'val_r2'):.3f}, "
+                f"val_r2_l01 {summary.best(tier, 'val_r2_l01'):.3f} "
+                f"over {len(history['val_loss'])} epochs"
             )
     print(f"saved {summary.model_path} and {summary.config_path}")
     return 0

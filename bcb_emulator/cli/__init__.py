@@ -1,8 +1,9 @@
 """The ``bcb-emulator`` console script: one subcommand per stage of the pipeline.
 
-Each subcommand lives in the module of its concern and exposes ``add_parser(subparsers)``,
-which registers the subcommand and sets ``func`` (called with the parsed arguments).
-Modules are imported lazily so that ``bcb-emulator simulate`` never imports TensorFlow.
+Each subcommand is a thin module of this package that exposes ``add_parser(subparsers)``,
+which registers the subcommand and sets ``func`` (called with the parsed arguments), and calls
+library functions. Heavy modules are imported when a command runs, so that ``bcb-emulator
+simulate`` never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import sys
 
 #: Subcommand name -> module that defines ``add_parser``.
 SUBCOMMANDS: dict[str, str] = {
-    "simulate": "bcb_emulator.reference.cli",
-    "demo": "bcb_emulator.demo",
-    "train": "bcb_emulator.train_cli",
-    "build-dataset": "bcb_emulator.dataset_cli",
+    "simulate": "bcb_emulator.cli.simulate",
+    "demo": "bcb_emulator.cli.demo",
+    "train": "bcb_emulator.cli.train",
+    "build-dataset": "bcb_emulator.cli.build_dataset",
 }
 
 

@@ -24,28 +24,11 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from bcb_emulator import modele_io
+from bcb_emulator.data.calendar import parse_date
 from bcb_emulator.grid import GRIDS, Grid
-
-_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 #: The grid of the dummy data and tests (not a ModelE resolution).
 TINY_GRID = GRIDS["tiny"]
-
-
-def parse_date(text: str) -> int:
-    """Returns the day number (days since 1850-01-01, ``noleap``) of ``"YYYY-MM-DD"``."""
-    match = _DATE.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(f"A date must be a 'YYYY-MM-DD' string. Received: {text!r}")
-    year, month, day = (int(g) for g in match.groups())
-    return modele_io.day_number(year, month, day)
-
-
-def format_date(day: int) -> str:
-    """Inverse of :func:`parse_date`."""
-    y, m, d = modele_io.date_of(day)
-    return f"{y:04d}-{m:02d}-{d:02d}"
 
 
 @dataclasses.dataclass(frozen=True)
