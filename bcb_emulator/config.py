@@ -19,11 +19,17 @@ import pathlib
 from typing import Any
 
 from bcb_emulator import grid, variables
+from bcb_emulator.options import (
+    ENCODER_CONVS,
+    FUSIONS,
+    GATE_CONVS,
+    PEEPHOLES,
+    POLE_MODES,
+    WINOGRAD_KERNELS,
+)
 
-FUSIONS = ("3d_conditions_2d", "2d_conditions_3d", "none")
 MIXED_PRECISION = ("float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("auto", "none", "mirrored")
-WINOGRAD_KERNELS = (3, 5)  # layers.winograd.KERNELS, without importing Keras here
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -39,7 +45,8 @@ def _check_positive(**values: int | float) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the emulator (defaults = the seed on the native grid).
+    """Architecture of the emulator (defaults = the reference paper's model, Erfani et al. 2025,
+    on the native grid).
 
     Attributes:
         height: latitude rows `H` of the grid (90 native, 46 coarse).
@@ -98,10 +105,15 @@ class ModelConfig:
             lstm_layers=self.lstm_layers,
         )
         _check_choice("fusion", self.fusion, FUSIONS)
-        _check_choice("peepholes", self.peepholes, ("none", "channel", "spatial"))
-        _check_choice("pole_mode", self.pole_mode, ("fold", "reflect"))
-        _check_choice("gate_conv", self.gate_conv, ("auto", "fused", "split", "winograd"))
-        _check_choice("encoder_conv", self.encoder_conv, ("auto", "direct", "winograd"))
+        _check_choice("peepholes", self.peepholes, PEEPHOLES)
+        _check_choice("pole_mode", self.pole_mode, POLE_MODES)
+        _check_choice("gate_conv", self.gate_conv, GATE_CONVS)
+        _check_choice("encoder_conv", self.encoder_conv, ENCODER_CONVS)
+        if self.pole_mode == "fold" and self.width % 2:
+            raise ValueError(
+                "`width` must be even for `pole_mode='fold'` (across a pole a row continues "
+                f"at longitude + 180°, W/2 columns away). Received: width={self.width}"
+            )
         for name, choice, kernel in (
             ("gate_conv", self.gate_conv, "lstm_kernel"),
             ("encoder_conv", self.encoder_conv, "encoder_kernel"),

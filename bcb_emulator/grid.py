@@ -9,7 +9,7 @@ A polar cap is one cell in the physics; files store it repeated over the ``IM`` 
 copy holding ``1/IM`` of the cap area (so ``axyp`` sums to the area of the sphere).
 
 Vertical: sigma layers over a reference surface pressure of 984 hPa below ``P_TOP`` = 150 hPa.
-The edges of layers 1–20 are those of the 62-layer E3 column (REFERENCE-PHYSICS.md); above them
+The edges of layers 1–20 are those of the 62-layer E3 column (``docs/data_contract.md``); above them
 a few coarser buffer layers reach 150 hPa so that tracer lifted out of layer 20 is kept, not lost
 through a lid. ``p_edge = P_TOP + σ (p_s − P_TOP)``.
 """
@@ -27,7 +27,7 @@ P_REF = 984.0  # hPa, reference surface pressure of the E3 sigma layers
 P_TOP = 150.0  # hPa, top of the sigma domain (ModelE's PTOP)
 POLAR_CAP_EDGE = 88.0  # degrees, equatorward edge of the polar-cap rows
 
-#: Edges (hPa, at p_s = 984) of E3 layers 1–20, from REFERENCE-PHYSICS.md.
+#: Edges (hPa, at p_s = 984) of E3 layers 1–20 (``docs/data_contract.md``).
 E3_EDGES_1_20 = (
     984.0, 974.0, 964.0, 954.0, 944.0, 934.0, 924.0, 914.0, 904.0, 894.0, 883.0,
     871.0, 857.0, 840.0, 820.0, 797.0, 771.0, 742.0, 710.0, 675.0, 637.0,

@@ -1,10 +1,11 @@
 """The emulator network and the channels-first (seed) ↔ channels-last (Keras) boundary.
 
 `build_emulator` assembles the custom layers of `bcb_emulator.layers` into a functional
-`keras.Model` with named inputs ``x2d`` and ``x3d`` and output ``bcb`` (DESIGN.md,
+`keras.Model` with named inputs ``x2d`` and ``x3d`` and output ``bcb`` (``docs/emulator.md``,
 "Architecture").
 
-Layouts. The seed writes channels-first; this package is channels-last:
+Layouts. The reference paper's code (Erfani et al. 2025, arXiv 2510.10654; "the seed" below)
+writes channels-first; this package is channels-last:
 
 =======  ===========================  ===========================================
 tensor   seed (channels-first)        package (channels-last)

@@ -2,7 +2,7 @@
 
 Every module that needs to know a variable's stream, units, dimensionality or role reads it
 from here: the reference model's writer, the TFDS builder, normalization, plots and docs.
-See ``DESIGN.md`` ("Data contract") for the layout of the files.
+See ``docs/data_contract.md`` for the layout of the files.
 
 Example:
 

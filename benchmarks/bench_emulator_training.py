@@ -358,7 +358,8 @@ def report(config: ModelConfig, batch: int, steps: int, rounds: int, result: dic
             f"- Load average before / after: {l1:.2f} {l5:.2f} {l15:.2f} / "
             f"{a1:.2f} {a5:.2f} {a15:.2f} (other processes shared the cores when these exceed "
             "0 noticeably).",
-            f"- Shapes (seed scaled to CPU): B = {batch}, T = {config.time_steps}, "
+            "- Shapes (the reference paper's model scaled to the CPU): "
+            f"B = {batch}, T = {config.time_steps}, "
             f"grid {config.height} × {config.width}, L = {config.levels}, encoders "
             f"F = {config.encoder_filters} (5×5), ConvLSTM {config.lstm_layers} × "
             f"{config.lstm_filters} ({config.lstm_kernel}×{config.lstm_kernel}).",

@@ -28,7 +28,7 @@ T, BATCH, L = 4, 4, 20
 
 
 def naive_window(input_dir: Path, start_step: int):
-    """The seed's approach: open the netCDF files with xarray for every sample."""
+    """The reference paper's code's approach: open the netCDF files with xarray for every sample."""
     import xarray as xr
 
     x2d, x3d = [], []

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from bcb_emulator import grid, variables
 from bcb_emulator.config import ModelConfig, Tier, TrainConfig, demo_train_config
+from bcb_emulator.layers import ConvLSTMCell, ConvLSTMStack, SpatialEncoder, SphericalPadding
 from bcb_emulator.losses import MseMae
 from bcb_emulator.metrics import PearsonR, R2Score
 from bcb_emulator.models import build_emulator, from_channels_first, to_channels_first
@@ -233,3 +234,26 @@ def test_metrics_pool_over_the_whole_set_not_batches():
     np.testing.assert_allclose(r2.r_per_level(), r_ref, rtol=1e-6)  # r from R²'s moments
     r2.reset_state()
     assert float(np.asarray(r2.sum_w).sum()) == 0.0
+
+
+@pytest.mark.parametrize(
+    "make_layer, shape",
+    [
+        (lambda: SphericalPadding(1, 1, "fold"), (None, 8, 11, 3)),
+        (lambda: SpatialEncoder(8, groups=4, conv="direct"), (None, 2, 8, 11, 3)),
+        (lambda: SpatialEncoder(8, groups=4, conv="winograd"), (None, 2, 8, 11, 3)),
+        (lambda: ConvLSTMCell(4, gate_conv="fused"), (None, 8, 11, 3)),
+        (lambda: ConvLSTMCell(4, gate_conv="winograd"), (None, 8, 11, 3)),
+        (lambda: ConvLSTMStack(4, num_layers=2, gate_conv="winograd"), (None, 2, 8, 11, 3)),
+    ],
+)
+def test_fold_needs_an_even_width_at_every_layer_build(make_layer, shape):
+    """An odd W with `pole_mode='fold'` fails at build on every path, Winograd included."""
+    with pytest.raises(ValueError, match="W must be even for `pole_mode='fold'`"):
+        make_layer().build(shape)
+
+
+def test_fold_needs_an_even_width_in_the_config():
+    with pytest.raises(ValueError, match="`width` must be even for `pole_mode='fold'`"):
+        ModelConfig(height=8, width=11)
+    assert ModelConfig(height=8, width=11, pole_mode="reflect").width == 11

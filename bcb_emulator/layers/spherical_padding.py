@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-POLE_MODES = ("reflect", "fold")
+from bcb_emulator.options import POLE_MODES
 
 
 def spherical_pad(x, pad_lat: int, pad_lon: int, pole_mode: str):
@@ -31,6 +31,20 @@ def spherical_pad(x, pad_lat: int, pad_lon: int, pole_mode: str):
             [x[..., width - pad_lon :, :], x, x[..., :pad_lon, :]], axis=-2
         )  # (…, H + 2p, W + 2q, C)
     return x
+
+
+def check_fold_width(width, pole_mode):
+    """Raises `ValueError` if `pole_mode` is ``"fold"`` and the grid width `width` is odd.
+
+    Across a pole a row continues at longitude + 180°, ``W / 2`` columns away: every layer
+    that pads or convolves on the sphere checks this once, at build, whichever convolution
+    algorithm it runs.
+    """
+    if pole_mode == "fold" and width is not None and width % 2:
+        raise ValueError(
+            "The input width W must be even for `pole_mode='fold'` (across a pole a row "
+            f"continues W/2 columns away). Received: W={width}, pole_mode={pole_mode!r}"
+        )
 
 
 def validate_pads(pad_lat, pad_lon, pole_mode):
@@ -100,10 +114,11 @@ class SphericalPadding(keras.layers.Layer):
                 f"`pad_lat` must be at most H - 2 = {height - 2} for an input of height {height}. "
                 f"Received: pad_lat={self.pad_lat}"
             )
-        if width is not None and (self.pad_lon > width or (self.pole_mode == "fold" and width % 2)):
+        check_fold_width(width, self.pole_mode)
+        if width is not None and self.pad_lon > width:
             raise ValueError(
-                "The input width W must be even for `pole_mode='fold'` and at least `pad_lon`. "
-                f"Received: W={width}, pad_lon={self.pad_lon}, pole_mode={self.pole_mode!r}"
+                f"The input width W must be at least `pad_lon`. "
+                f"Received: W={width}, pad_lon={self.pad_lon}"
             )
         self.built = True
 
