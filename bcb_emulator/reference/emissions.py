@@ -4,9 +4,9 @@ Each fire region is a patch of land (a Gaussian in longitude and latitude times 
 fraction) with a seasonal cycle peaking in its fire season (``docs/reference_model.md``: Sahel
 Dec–Jan, southern Africa Jun–Sep, Amazon Jun–Nov peaking in September, boreal Jun–Aug,
 mainland SE Asia Feb–Apr, Indonesia Aug–Oct, Australia Sep–Dec), day-to-day red-noise
-variability, and a diurnal cycle peaking in the local afternoon. A scenario fixes the global annual total (≈ 1.56 Tg/yr
-pre-industrial, ≈ 1.75 Tg/yr in the 2010s) and per-region, per-year factors (for example the
-extreme boreal fire season of 2021).
+variability, and a diurnal cycle peaking in the local afternoon. A scenario fixes the global
+annual total (≈ 1.56 Tg/yr pre-industrial, ≈ 1.75 Tg/yr in the 2010s) and per-region, per-year
+factors (for example the extreme boreal fire season of 2021).
 """
 
 from __future__ import annotations
