@@ -3,6 +3,7 @@ written; an interrupted build leaves no dataset that looks complete, and a rerun
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -146,8 +147,31 @@ def test_duplicate_time_stamp(files):
 def test_time_gap_inside_a_day(files):
     shift = lambda name, data: np.array(data) + (0.25 if name == "time" else 0)  # noqa: E731
     _rewrite(_path(files, 58401, "taijlh1"), edit=lambda n, d: shift(n, d) if n == "time" else d)
-    with pytest.raises(ValueError, match=r"taijlh1E3oma\.nc: variable 'time' has a calendar gap"):
+    with pytest.raises(ValueError, match=r"taijlh1E3oma\.nc: variable 'time' holds 4 stamps "):
         _read(files)
+
+
+def test_other_output_interval_is_said_in_words_with_the_matching_config(files):
+    """4 steps a day read as 8: the counts and intervals in words, and the config that fits."""
+    spec = dataclasses.replace(SPEC, steps_per_day=8)
+    with pytest.raises(ValueError) as err:
+        reader.read_day(files, 58401, spec)
+    message = str(err.value)
+    assert "holds 4 evenly spaced steps of 2010-01-02 (every 6 h)" in message
+    assert "dataset config 't' expects 8 steps a day (every 3 h)" in message
+    assert "Build with --config tiny_l3" in message
+    assert "np.float64" not in message
+
+
+def test_reference_demo_output_read_as_half_hourly_points_to_the_demo_config(files):
+    """3-hourly stamps at HH:45 (the reference model's demo preset) under a 48-a-day config."""
+    demo_stamps = lambda name, data: (  # noqa: E731
+        58401 + (np.arange(8) + 11 / 12) / 8 if name == "time" else data
+    )
+    _rewrite(_path(files, 58401, reader.streams_read()[0]), edit=demo_stamps)
+    spec = dataclasses.replace(SPEC, steps_per_day=48)
+    with pytest.raises(ValueError, match=r"8 evenly spaced steps .*every 3 h.*--config demo_l20"):
+        reader.read_day(files, 58401, spec)
 
 
 def test_wrong_calendar(files):

@@ -273,14 +273,75 @@ def _check_time(ds: netCDF4.Dataset, path: Path, spec: DatasetSpec) -> np.ndarra
     if not np.all(np.diff(times) > 0):
         raise ValueError(f"{path}: variable 'time' must increase. Received: {times}")
     if times.shape != expected.shape or not np.allclose(times, expected, rtol=0, atol=TIME_ATOL):
-        missing = [t for t in expected if not np.isclose(times, t, rtol=0, atol=TIME_ATOL).any()]
-        what = f"a calendar gap (missing stamps {missing[:3]})" if missing else "stray stamps"
-        raise ValueError(
-            f"{path}: variable 'time' has {what}; expected the {spec.steps_per_day} stamps "
-            f"day + (k + {spec.stamp_phase:g})/{spec.steps_per_day} of {format_date(day)} "
-            f"(day {day}). Received {times.size} stamps: {times[:4]}..."
-        )
+        raise ValueError(f"{path}: variable 'time' {_describe_stamps(times, day, spec)}")
     return times
+
+
+def _describe_stamps(times: np.ndarray, day: int, spec: DatasetSpec) -> str:
+    """Says in words how the stamps of a day's file differ from what `spec` expects."""
+    expected = (
+        f"dataset config {spec.name!r} expects {spec.steps_per_day} steps a day "
+        f"({_interval(spec.steps_per_day)}) stamped at day + (k + {spec.stamp_phase:g})/"
+        f"{spec.steps_per_day}"
+    )
+    n = times.size
+    offsets = (times - day) * n - np.arange(n)  # the phase of each stamp if n a day, evenly
+    if n and np.all(np.isclose(offsets, offsets[0], rtol=0, atol=1e-3)) and 0 < offsets[0] < 1:
+        have = (
+            f"holds {n} evenly spaced steps of {format_date(day)} ({_interval(n)}) stamped at "
+            f"day + (k + {offsets[0]:.4g})/{n}"
+        )
+        match = [
+            name
+            for name, (steps, phase) in _builder_layouts().items()
+            if steps == n and abs(phase - offsets[0]) < 1e-3
+        ]
+        hint = (
+            f"Build with --config {' or '.join(match)}"
+            if match
+            else f"Build with a config of steps_per_day={n}, stamp_phase={offsets[0]:.4g} "
+            "(--split ranges keep a registered config's grid and L)"
+        )
+        if n == 8 and abs(offsets[0] - 11 / 12) < 1e-3:
+            hint += " (`bcb-emulator simulate --preset demo` writes 3-hourly output)"
+        elif n == 48 and abs(offsets[0] - 0.5) < 1e-3:
+            hint += " (`bcb-emulator simulate --preset coarse/native` and ModelE write these)"
+        return f"{have}, but the {expected}. {hint}."
+    want = expected_times(day, spec.steps_per_day, spec.stamp_phase)
+    missing = [t for t in want if not np.isclose(times, t, rtol=0, atol=TIME_ATOL).any()]
+    stray = [t for t in times if not np.isclose(want, t, rtol=0, atol=TIME_ATOL).any()]
+    return (
+        f"holds {n} stamps that are not a day of evenly spaced steps, but the {expected}: "
+        f"{len(missing)} expected stamps are missing ({_clock(missing, day)}) and {len(stray)} "
+        f"are stray ({_clock(stray, day)}): a calendar gap, a shift, or stray stamps."
+    )
+
+
+def _clock(times: list[float], day: int) -> str:
+    """The first few stamps as ``+D HH:MM`` from the start of `day` (``none`` if empty)."""
+    if not times:
+        return "none"
+    words = []
+    for t in times[:4]:
+        minutes = int(round((t - day) * 1440))
+        d, m = divmod(minutes, 1440)
+        words.append(f"{'+' + str(d) + 'd ' if d else ''}{m // 60:02d}:{m % 60:02d}")
+    return ", ".join(words) + (", ..." if len(times) > 4 else "")
+
+
+def _interval(steps_per_day: int) -> str:
+    minutes = 24 * 60 / steps_per_day
+    return f"every {minutes / 60:g} h" if minutes >= 60 else f"every {minutes:g} min"
+
+
+def _builder_layouts() -> dict[str, tuple[int, float]]:
+    """``{config name: (steps_per_day, stamp_phase)}`` of the registered builder configs."""
+    from tfds_builders.modele_bcb.modele_bcb_dataset_builder import Builder
+
+    return {
+        name: (config.spec.steps_per_day, config.spec.stamp_phase)
+        for name, config in Builder.builder_configs.items()
+    }
 
 
 def _check_grid(ds: netCDF4.Dataset, path: Path, spec: DatasetSpec) -> None:
