@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from bcb_emulator.cli import build_dataset as build_dataset_cli
 from bcb_emulator.data import BuiltDataset, build_dataset
+from tfds_builders.modele_bcb import modele_bcb_dataset_builder as mb
 
 ROOT = Path(__file__).parents[1]
 DUMMY = ROOT / "tfds_builders" / "modele_bcb" / "dummy_data"
@@ -68,3 +70,23 @@ def test_tfds_build_cli_on_the_builder_folder(tmp_path):
         "test": 4,
         "ood_fire2021": 4,
     }
+
+
+def test_cli_with_the_configs_own_ranges_succeeds_without_tfds_noise(tmp_path):
+    """`--split` ranges equal to the config's build that config (exit 0, its sizes printed);
+    neither TFDS's download lines nor TensorFlow's CUDA/oneDNN start-up lines reach the user."""
+    cmd = [str(Path(sys.executable).parent / "bcb-emulator"), "build-dataset"]
+    cmd += ["--input", str(DUMMY), "--data-dir", str(tmp_path), "--config", "tiny_l3"]
+    for split in mb.Builder.builder_configs["tiny_l3"].spec.splits:
+        cmd += ["--split", f"{split.name}={split.start}:{split.end}"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[1] == f"modele_bcb/tiny_l3 in {tmp_path / 'modele_bcb' / 'tiny_l3' / '1.1.0'}"
+    assert [line.split()[:2] for line in lines[2:]] == [
+        ["pi_train", "4"], ["train", "8"], ["validation", "4"], ["test", "4"], ["ood_fire2021", "4"]
+    ]  # fmt: skip
+    everything = result.stdout + result.stderr
+    for noise in ("Downloading and preparing", "Unknown size", "cuda", "oneDNN", "absl"):
+        assert noise not in everything, noise

@@ -9,9 +9,11 @@ simulate`` never imports TensorFlow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
+import tempfile
 
 #: Subcommand name -> module that defines ``add_parser``.
 SUBCOMMANDS: dict[str, str] = {
@@ -20,6 +22,8 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "bcb_emulator.cli.train",
     "build-dataset": "bcb_emulator.cli.build_dataset",
 }
+#: Subcommands that run TensorFlow (and TFDS): their start-up chatter is quieted.
+TENSORFLOW_COMMANDS = ("demo", "train", "build-dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,12 +38,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _native_stderr_held():
+    """Holds back what native code writes to file descriptor 2 inside the block.
+
+    TensorFlow 2.21 logs its start-up (oneDNN notes, "Could not find cuda drivers", a failed
+    ``cuInit`` on machines without a GPU) through absl before its log level applies, so
+    ``TF_CPP_MIN_LOG_LEVEL`` does not silence it. What was held back is written out if the
+    block raises, so a failed import still shows why.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def quiet_tensorflow() -> None:
+    """Imports TensorFlow and TFDS without their start-up chatter; TFDS progress bars off.
+
+    The package's own progress bars (days read and written) stay.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _native_stderr_held():
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+
+        tf.config.list_physical_devices("GPU")  # probes CUDA now, not at the first op
+        tf.constant(0.0)
+    tfds.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
-    # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) is not for users of the CLI.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in TENSORFLOW_COMMANDS:
+        quiet_tensorflow()
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as err:

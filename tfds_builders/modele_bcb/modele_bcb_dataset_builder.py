@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
+import tqdm
 
 from bcb_emulator import variables
 from bcb_emulator.data import normalization, reader
@@ -174,6 +175,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             homepage="https://www.giss.nasa.gov/tools/modelE/",
         )
 
+    def _log_download_bytes(self) -> None:
+        """Says what is built (TFDS's own line speaks of downloads of unknown size)."""
+        print(
+            f"Building {self.name}/{self.builder_config.name} {self.version} into {self.data_dir}"
+        )
+
+    def _log_download_done(self) -> None:
+        """Nothing: the caller reports the built dataset."""
+
     def _download_and_prepare(self, dl_manager, download_config):
         """Records whether a Beam runner is configured, then builds as usual."""
         self._use_beam = bool(download_config.beam_runner or download_config.beam_options)
@@ -203,7 +213,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return beam.Create(days) | beam.FlatMap(
                 _examples_of_day, input_dir=input_dir, spec=self.spec, split=split_range
             )
-        return reader.iter_examples(input_dir, split_range, days, self.spec)
+        return reader.iter_examples(input_dir, split_range, _progress(days, split), self.spec)
+
+
+def _progress(days: list[int], split: str):
+    """Yields `days` with a progress bar, opened when the first day is asked for."""
+    yield from tqdm.tqdm(days, desc=f"writing {split}", unit="day", leave=False)
 
 
 def _validate_and_compute_stats(
@@ -217,9 +232,9 @@ def _validate_and_compute_stats(
         for day in split_days:
             reader.scan_day(input_dir, day, spec)
     acc = normalization.StatsAccumulator(spec.grid.area, spec.n_levels)
-    for name, split_days in days.items():
-        for day in split_days:
-            data = reader.read_day(input_dir, day, spec)
-            if name in spec.stats_splits:
-                acc.update(data.x2d, data.x3d, data.bcb)
+    todo = [(name, day) for name, split_days in days.items() for day in split_days]
+    for name, day in tqdm.tqdm(todo, desc="checking values, statistics", unit="day"):
+        data = reader.read_day(input_dir, day, spec)
+        if name in spec.stats_splits:
+            acc.update(data.x2d, data.x3d, data.bcb)
     return acc.result(splits=spec.stats_splits)
