@@ -1,4 +1,5 @@
-"""Unit tests of the custom layers: shapes, config round-trips, save/load, padding values."""
+"""Unit tests of the custom layers: the shared contract (`tests.layer_harness`) of every public
+layer, and their maths against independent references (padding values, Winograd, ConvLSTM)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from layer_harness import run_layer_test
 
 from bcb_emulator import grid
+from bcb_emulator import layers as public_layers
 from bcb_emulator.config import WINOGRAD_KERNELS, ModelConfig
 from bcb_emulator.layers import (
     ConvLSTMCell,
@@ -28,54 +31,89 @@ def _rand(*shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
-def _roundtrip_and_save(layer, inputs, tmp_path):
-    """Checks config round-trip and `.keras` save/load of `layer` wrapped in a model."""
-    symbolic = [keras.Input(x.shape[1:]) for x in inputs]
-    model = keras.Model(symbolic, layer(*symbolic))
-    expected = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
-
-    clone = layer.__class__.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-
-    path = tmp_path / "layer.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    got = restored.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
-    np.testing.assert_array_equal(got, expected)
-    assert isinstance(restored.layers[-1], layer.__class__)
-    return expected
+def _cell_args(channels=3, filters=4):
+    """`ConvLSTMCell` call arguments: a frame and nonzero states ``[h, c]``."""
+    x, h, c = (
+        _rand(B, H, W, channels),
+        _rand(B, H, W, filters, seed=1),
+        _rand(B, H, W, filters, seed=2),
+    )
+    return (x, [h, c])
 
 
-# Output shapes and round-trips, one case per layer.
-LAYER_CASES = [
-    (lambda: SphericalPadding(1, 2, "fold"), [(B, H, W, 4)], (B, H + 2, W + 4, 4)),
-    (lambda: SphericalPadding(2, 1, "reflect"), [(B, T, H, W, 4)], (B, T, H + 4, W + 2, 4)),
-    (lambda: SphericalCrop(1, 2), [(B, H + 2, W + 4, 4)], (B, H, W, 4)),
-    (lambda: SpatialEncoder(F, groups=4), [(B, T, H, W, 6)], (B, T, H, W, F)),
-    (lambda: SFTFusion(hidden_units=4), [(B, T, H, W, F), (B, T, H, W, 5)], (B, T, H, W, F)),
-    (lambda: ConvLSTMStack(F, 2, peepholes="channel"), [(B, T, H, W, 5)], (B, H, W, F)),
-    (lambda: ConvLSTMStack(4, 1, peepholes="spatial"), [(B, T, H, W, 5)], (B, H, W, 4)),
-    (lambda: Readout(L), [(B, H, W, F)], (B, H, W, L)),
-]
+def _check_cell(cell):
+    return (
+        cell.kernel.shape == (3, 3, 3 + 4, 16)  # one fused kernel over [x, h] → 4F gates
+        and [w.shape for w in cell.peephole_weights] == [(4,)] * 3
+        and cell.algorithm == "fused"
+    )
 
 
-@pytest.mark.parametrize("make, input_shapes, output_shape", LAYER_CASES)
-def test_layer_shape_config_and_save_load(make, input_shapes, output_shape, tmp_path):
-    layer = make()
-    inputs = [_rand(*s, seed=i) for i, s in enumerate(input_shapes)]
-    out = _roundtrip_and_save(layer, inputs, tmp_path)
-    assert out.shape == output_shape
-    assert tuple(layer.compute_output_shape(*input_shapes)) == output_shape
+# Every public layer through the shared harness: (id, class, kwargs, call args, output shape,
+# trainable weights, predicate on the built float32 layer or None).
+HARNESS_CASES = [
+    ("padding_fold", SphericalPadding, dict(pad_lat=1, pad_lon=2, pole_mode="fold"),
+     (_rand(B, H, W, 4),), (B, H + 2, W + 4, 4), 0, None),
+    ("padding_reflect_5d", SphericalPadding, dict(pad_lat=2, pad_lon=1, pole_mode="reflect"),
+     (_rand(B, T, H, W, 4),), (B, T, H + 4, W + 2, 4), 0, None),
+    ("crop", SphericalCrop, dict(pad_lat=1, pad_lon=2),
+     (_rand(B, H + 2, W + 4, 4),), (B, H, W, 4), 0, None),
+    # stem (2) + 2 blocks × (conv 2 + norm 2)
+    ("encoder", SpatialEncoder, dict(filters=F, kernel_size=3, groups=4, conv="direct"),
+     (_rand(B, T, H, W, 6),), (B, T, H, W, F), 10, lambda e: e.winograd is None),
+    # 4 Dense layers × (kernel, bias)
+    ("sft", SFTFusion, dict(hidden_units=4),
+     (_rand(B, T, H, W, F), _rand(B, T, H, W, 5, seed=1)), (B, T, H, W, F), 8, None),
+    # kernel, bias, 3 peepholes; returns (h, [h, c])
+    ("cell", ConvLSTMCell, dict(filters=4, peepholes="channel", gate_conv="fused"),
+     _cell_args(), [(B, H, W, 4)] * 3, 5, _check_cell),
+    # 2 cells × (kernel, bias, 3 peepholes)
+    ("stack", ConvLSTMStack, dict(filters=4, num_layers=2, peepholes="spatial", gate_conv="fused"),
+     (_rand(B, T, H, W, 5),), (B, H, W, 4), 10,
+     lambda s: [c.algorithm for c in s.cells] == ["fused"] * 2),
+    ("readout", Readout, dict(levels=L), (_rand(B, H, W, F),), (B, H, W, L), 2, None),
+    # as `models.build_emulator` builds it: float32 outputs under a mixed policy
+    ("readout_float32", Readout, dict(levels=L, dtype="float32"),
+     (_rand(B, H, W, F),), (B, H, W, L), 2, None),
+]  # fmt: skip
+
+# Explicit Winograd: float32 only (see `test_winograd_under_mixed_precision`).
+WINOGRAD_CASES = [
+    ("cell_winograd", ConvLSTMCell, dict(filters=4, peepholes="channel", gate_conv="winograd"),
+     _cell_args(), [(B, H, W, 4)] * 3, 5, lambda c: c.algorithm == "winograd"),
+    ("stack_winograd", ConvLSTMStack,
+     dict(filters=4, num_layers=2, peepholes="channel", gate_conv="winograd"),
+     (_rand(B, T, H, W, 5),), (B, H, W, 4), 10,
+     lambda s: [c.algorithm for c in s.cells] == ["winograd"] * 2),
+    ("encoder_winograd", SpatialEncoder, dict(filters=F, groups=4, conv="winograd"),
+     (_rand(B, T, H, W, 6),), (B, T, H, W, F), 10, lambda e: e.winograd is not None),
+]  # fmt: skip
 
 
-def test_conv_lstm_cell_shapes_and_config():
-    cell = ConvLSTMCell(4, peepholes="channel")
-    x, h = _rand(B, H, W, 3), np.zeros((B, H, W, 4), "float32")
-    out, (h1, c1) = cell(x, [h, h])
-    assert out.shape == h1.shape == c1.shape == (B, H, W, 4)
-    assert cell.kernel.shape == (3, 3, 3 + 4, 16)  # one fused kernel over [x, h] → 4F gates
-    assert [w.shape for w in cell.peephole_weights] == [(4,)] * 3
-    assert ConvLSTMCell.from_config(cell.get_config()).get_config() == cell.get_config()
+@pytest.mark.parametrize(
+    "layer_cls, kwargs, call_args, output_shape, trainable, check",
+    [pytest.param(*case[1:], id=case[0]) for case in HARNESS_CASES],
+)
+def test_layer_contract(layer_cls, kwargs, call_args, output_shape, trainable, check):
+    """Config, save/load, weights, shapes, fit (eager and XLA) and mixed precision."""
+    layer = run_layer_test(layer_cls, kwargs, call_args, output_shape, trainable)
+    assert check is None or check(layer)
+
+
+@pytest.mark.parametrize(
+    "layer_cls, kwargs, call_args, output_shape, trainable, check",
+    [pytest.param(*case[1:], id=case[0]) for case in WINOGRAD_CASES],
+)
+def test_winograd_layer_contract(layer_cls, kwargs, call_args, output_shape, trainable, check):
+    layer = run_layer_test(
+        layer_cls, kwargs, call_args, output_shape, trainable, run_mixed_precision=False
+    )
+    assert check(layer), "the explicit Winograd choice did not resolve to Winograd"
+
+
+def test_harness_covers_every_public_layer():
+    covered = {case[1] for case in HARNESS_CASES}
+    assert covered == {getattr(public_layers, name) for name in public_layers.__all__}
 
 
 def test_longitude_wraps_at_dateline():
@@ -389,3 +427,36 @@ def test_winograd_encoder_equals_direct_values_and_gradients(kernel):
     wino.set_weights(direct.get_weights())
     _assert_same_function(direct, wino, x, rtol=2e-5)
     assert SpatialEncoder(F, groups=4).get_config()["conv"] == "auto"
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_winograd_under_mixed_precision(policy):
+    """Set globally, as `training.train` does: "auto" resolves to direct convolutions even
+    where float32 would pick Winograd, and an explicit "winograd" is refused at build with an
+    error naming the argument (its transforms lose 30-50× more to rounding)."""
+    x = _rand(B, T, H, W, 24)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        stack = ConvLSTMStack(8, 1)  # gate convolution 24 + 8 → 32 channels
+        encoder = SpatialEncoder(32, 3, num_blocks=1, groups=4)
+        cell = ConvLSTMCell(8)
+        stack(x), encoder(x), cell(x[:, 0], [_rand(B, H, W, 8)] * 2)
+        assert [stack.cells[0].algorithm, cell.algorithm] == ["fused", "fused"]
+        assert encoder.winograd is None
+        for layer, arg in [
+            (ConvLSTMStack(8, 1, gate_conv="winograd"), "gate_conv"),
+            (SpatialEncoder(32, 3, num_blocks=1, groups=4, conv="winograd"), "conv"),
+        ]:
+            with pytest.raises(ValueError, match=rf"`{arg}='winograd'` needs a float32.*mixed"):
+                layer(x)
+        with pytest.raises(ValueError, match=r"`gate_conv='winograd'` needs a float32"):
+            ConvLSTMCell(8, gate_conv="winograd").build((None, H, W, 24))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    with pytest.raises(ValueError, match="Received: dtype='float16'"):  # as the `dtype` argument
+        ConvLSTMStack(8, 1, gate_conv="winograd", dtype="mixed_float16")(x)
+    assert keras.config.dtype_policy().name == previous.name
+    stack = ConvLSTMStack(8, 1)  # float32 again: "auto" picks Winograd
+    stack(x)
+    assert stack.cells[0].algorithm == "winograd"

@@ -52,7 +52,8 @@ class ConvLSTMCell(keras.layers.Layer):
         peepholes: ``"none"``, ``"channel"`` or ``"spatial"``.
         pole_mode: pole treatment of the halo, ``"fold"`` or ``"reflect"``.
         gate_conv: ``"auto"``, ``"fused"`` (one 4F-output convolution), ``"split"`` (four
-            F-output) or ``"winograd"``.
+            F-output) or ``"winograd"`` (float32 only: `ValueError` at build under a float16
+            or bfloat16 compute dtype).
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:

@@ -36,7 +36,8 @@ class SpatialEncoder(keras.layers.Layer):
         groups: groups of the `GroupNormalization`; must divide `filters`.
         pole_mode: pole treatment of the halo, ``"fold"`` or ``"reflect"``
             (see `SphericalPadding`).
-        conv: ``"auto"``, ``"direct"`` or ``"winograd"`` (see above).
+        conv: ``"auto"``, ``"direct"`` or ``"winograd"`` (see above; float32 only:
+            `ValueError` at build under a float16 or bfloat16 compute dtype).
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:

@@ -201,16 +201,24 @@ def use_winograd(
 ) -> bool:
     """Whether the convolution choice `choice` of a layer's `arg` runs Winograd here.
 
-    ``"winograd"`` needs a static grid. ``"auto"`` picks it for a supported kernel on a static
-    grid in float32 with at least `MIN_CHANNELS` input and output `channels`. With fewer, the
-    transforms cost about as much as the multiplies they save (the encoder-alone rows of
-    ``docs/benchmarks/emulator_training.md``: slower at 16 filters, even at 32). In
-    float16, the transforms (entries up to 8, Lagrange denominators down to 1/24) lose more
-    digits to rounding than a direct convolution.
+    ``"winograd"`` needs a static grid and a float32 (or float64) compute `dtype`. ``"auto"``
+    picks it for a supported kernel on a static grid in float32 with at least `MIN_CHANNELS`
+    input and output `channels`. With fewer, the transforms cost about as much as the
+    multiplies they save (the encoder-alone rows of ``docs/benchmarks/emulator_training.md``:
+    slower at 16 filters, even at 32). In float16 and bfloat16, the transforms (entries up to
+    8, Lagrange denominators down to 1/24) lose more digits to rounding than a direct
+    convolution: about 1e-2 (float16) and 1e-1 (bfloat16) of the output's scale, 30 to 50
+    times the direct convolution's error, so an explicit ``"winograd"`` is refused there.
     """
     static = height is not None and width is not None
     if choice == "winograd" and not static:
         raise ValueError(f"`{arg}='winograd'` needs a static grid. Received: H={height}, W={width}")
+    if choice == "winograd" and dtype not in ("float32", "float64"):
+        raise ValueError(
+            f"`{arg}='winograd'` needs a float32 compute dtype: in {dtype} the Winograd "
+            "transforms lose 30-50x more to rounding than a direct convolution. Under a mixed "
+            f"dtype policy use `{arg}='auto'` (direct there). Received: dtype={dtype!r}"
+        )
     if choice == "winograd":
         return True
     wide = min(channels) >= MIN_CHANNELS
