@@ -155,7 +155,7 @@ def _train_tier(model, config, tier: Tier, strategy, dataset, extra_callbacks, v
     val_ds = _windows(dataset, config, tier.val_split, shuffle=False)
     m = config.model
     steps = config.steps_per_epoch or dataset.num_batches(
-        tier.train_split, m.time_steps, config.stride, config.batch_size
+        tier.train_split, window=m.time_steps, stride=config.stride, batch_size=config.batch_size
     )
     if steps < 1:
         raise ValueError(

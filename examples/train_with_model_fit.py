@@ -15,7 +15,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from bcb_emulator.data import BuiltDataset
 from bcb_emulator.layers import ConvLSTMStack, Readout, SFTFusion, SpatialEncoder
@@ -50,14 +49,13 @@ def main(argv=None) -> dict:
     (h, w), levels = dataset.spec.grid.shape, dataset.spec.n_levels
     print(f"{dataset.name}: grid {h}x{w}, L={levels}, splits {dataset.split_sizes}")
 
-    # Cut normalized windows of T steps (target: BCB at the last step); num_batches counts
-    # them from the stored time stamps, which tells Keras how long an epoch is.
+    # Cut normalized windows of T steps (target: BCB at the last step); their number of
+    # batches is known from the stored time stamps, so Keras knows how long an epoch is.
     def windows(split, shuffle):
         size = dict(window=args.window, stride=args.stride, batch_size=BATCH_SIZE)
         ds = dataset.windows(split, **size, shuffle=shuffle, seed=SEED)
-        n_batches = dataset.num_batches(split, **size)
-        print(f"{split}: {n_batches} batches of up to {BATCH_SIZE} windows")
-        return ds.apply(tf.data.experimental.assert_cardinality(n_batches))
+        print(f"{split}: {int(ds.cardinality())} batches of up to {BATCH_SIZE} windows")
+        return ds
 
     train_ds, val_ds = windows(TRAIN_SPLIT, shuffle=True), windows(VAL_SPLIT, shuffle=False)
     inputs, y = next(iter(train_ds))

@@ -24,7 +24,7 @@ def _load(name):
 def fit_run(tiny_dataset, tmp_path_factory):
     """`train_with_model_fit.main` on ``tiny_l3``: 2 epochs, T = 2, stride 1."""
     out = tmp_path_factory.mktemp("example_out")
-    argv = ["--data-dir", str(tiny_dataset.path.parents[2]), "--config", tiny_dataset.name]
+    argv = ["--data-dir", str(tiny_dataset.data_dir), "--config", tiny_dataset.name]
     argv += ["--epochs", str(EPOCHS), "--window", str(WINDOW), "--stride", "1"]
     return _load("train_with_model_fit").main([*argv, "--out", str(out)]), out
 
@@ -52,7 +52,7 @@ def test_physical_truth_is_the_stored_bcb_and_predictions_are_finite(fit_run, ti
     bcb = np.concatenate([y for _, y in raw.as_numpy_iterator()])  # (N, H, W, L), 1e-11 kg/kg
     area = tiny_dataset.spec.grid.area / tiny_dataset.spec.grid.area.sum()
     expected = (bcb[..., 0] * area).sum(axis=(1, 2))  # (N,) global mean at level 1
-    assert len(expected) == tiny_dataset.num_windows("test", WINDOW) == 3
+    assert len(expected) == tiny_dataset.num_windows("test", window=WINDOW) == 3
     np.testing.assert_allclose(result["mean_truth_l1"], expected, rtol=1e-5)
     pred = np.asarray(result["mean_pred_l1"])
     assert pred.shape == expected.shape and np.all(np.isfinite(pred))

@@ -142,7 +142,7 @@ def test_bad_arguments(tiny_dataset):
     with pytest.raises(ValueError, match="`window` must not exceed the 4 steps of split 'test'"):
         tiny_dataset.windows("test", window=5, batch_size=1, shuffle=False, seed=0)
     with pytest.raises(ValueError, match="No built dataset"):
-        BuiltDataset.open(tiny_dataset.path.parents[2], "coarse_l20")
+        BuiltDataset.open(tiny_dataset.data_dir, "coarse_l20")
 
 
 @settings(max_examples=12, deadline=None)
@@ -208,9 +208,10 @@ def test_window_and_batch_counts_come_from_the_stored_stamps(
         yielded = (
             len(_last_times(dataset, "train", window=window, stride=stride)) if window <= 8 else 0
         )
-        assert dataset.num_windows("train", window, stride) == yielded
-        assert dataset.num_batches("train", window, stride, batch_size=3) == -(-yielded // 3)
-        assert dataset.num_batches("train", window, stride, 3, drop_remainder=True) == yielded // 3
+        kw = {"window": window, "stride": stride}
+        assert dataset.num_windows("train", **kw) == yielded
+        assert dataset.num_batches("train", batch_size=3, **kw) == -(-yielded // 3)
+        assert dataset.num_batches("train", batch_size=3, drop_remainder=True, **kw) == yielded // 3
 
 
 @settings(max_examples=60, deadline=None)

@@ -54,7 +54,7 @@ class SyntheticDataset:
             ds = ds.shuffle(self.examples, seed=seed)
         return ds.batch(batch_size)
 
-    def num_batches(self, split, window, stride, batch_size, drop_remainder=False):
+    def num_batches(self, split, *, window, batch_size, stride=1, drop_remainder=False):
         return -(-self.examples // batch_size)
 
 

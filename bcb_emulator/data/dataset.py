@@ -122,15 +122,27 @@ class BuiltDataset:
         stamps = [expected_times(d, self.spec.steps_per_day, self.spec.stamp_phase) for d in days]
         return np.concatenate(stamps) if stamps else np.zeros((0,), np.float64)
 
-    def num_windows(self, split: str, window: int, stride: int = 1) -> int:
+    @property
+    def data_dir(self) -> Path:
+        """The TFDS ``data_dir`` the dataset was built into."""
+        return self.path.parents[2]
+
+    def num_windows(self, split: str, *, window: int, stride: int = 1) -> int:
         """Windows `windows` yields for `split`: starts ``0, stride, …`` without a time gap."""
         return count_windows(self.times(split), window, stride, self.spec.dt_days)
 
     def num_batches(
-        self, split: str, window: int, stride: int, batch_size: int, drop_remainder: bool = False
+        self,
+        split: str,
+        *,
+        window: int,
+        batch_size: int,
+        stride: int = 1,
+        drop_remainder: bool = False,
     ) -> int:
-        """Batches `windows` yields for `split`, from the stored time stamps (no data read)."""
-        n = self.num_windows(split, window, stride)
+        """Batches `windows` yields for `split` with the same arguments, from the stored time
+        stamps (no data read)."""
+        n = self.num_windows(split, window=window, stride=stride)
         return n // batch_size if drop_remainder else -(-n // batch_size)
 
     def frames(self, split: str):

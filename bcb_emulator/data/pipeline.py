@@ -89,7 +89,8 @@ def make_windows(
 
     Returns:
         A dataset of ``({"x2d": (B, T, H, W, 6), "x3d": (B, T, H, W, 8·L)}, y (B, H, W, L))``
-        float32, plus the metadata dict if `return_metadata`.
+        float32, plus the metadata dict if `return_metadata`; its cardinality is the number of
+        batches (`BuiltDataset.num_batches`).
     """
     for name, value in (("window", window), ("stride", stride), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
@@ -149,6 +150,12 @@ def make_windows(
 
     ds = chunks.flat_map(windows_of_chunk)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)  # (B, T, H, W, C), (B, H, W, L)
+    # The number of batches is known from the stored stamps: Keras shows progress against it
+    # and does not take the end of the first epoch for data running out.
+    n_batches = dataset.num_batches(
+        split, window=window, stride=stride, batch_size=batch_size, drop_remainder=drop_remainder
+    )
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from bcb_emulator.layers.spherical_padding import POLE_MODES, spherical_pad
+from bcb_emulator.layers.spherical_padding import check_fold_width, spherical_pad
 from bcb_emulator.layers.winograd import SphericalWinograd, check_choice, use_winograd
-
-PEEPHOLES = ("none", "channel", "spatial")
-GATE_CONVS = ("auto", "fused", "split", "winograd")
+from bcb_emulator.options import GATE_CONVS, PEEPHOLES, POLE_MODES
 
 
 @keras.saving.register_keras_serializable(package="bcb_emulator")
@@ -103,6 +101,7 @@ class ConvLSTMCell(keras.layers.Layer):
 
     def build(self, inputs_shape, states_shape=None):
         _, height, width, channels = inputs_shape
+        check_fold_width(width, self.pole_mode)
         self.input_channels = channels
         k, f = self.kernel_size, self.filters
         gates = (channels + f, 4 * f)  # input and output channels of the gate convolution

@@ -5,10 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from bcb_emulator.layers.spherical_padding import POLE_MODES, SphericalPadding
+from bcb_emulator.layers.spherical_padding import SphericalPadding, check_fold_width
 from bcb_emulator.layers.winograd import SphericalWinograd, check_choice, use_winograd
-
-CONVS = ("auto", "direct", "winograd")
+from bcb_emulator.options import ENCODER_CONVS, POLE_MODES
 
 
 @keras.saving.register_keras_serializable(package="bcb_emulator")
@@ -71,7 +70,7 @@ class SpatialEncoder(keras.layers.Layer):
         super().__init__(**kwargs)
         if kernel_size % 2 != 1:
             raise ValueError(f"`kernel_size` must be odd. Received: kernel_size={kernel_size}")
-        check_choice("conv", conv, CONVS, kernel_size)
+        check_choice("conv", conv, ENCODER_CONVS, kernel_size)
         if filters % groups:
             raise ValueError(
                 f"`groups` must divide `filters`. Received: groups={groups}, filters={filters}"
@@ -106,6 +105,7 @@ class SpatialEncoder(keras.layers.Layer):
                 f"`inputs` must have shape (B, T, H, W, C). Received: shape={input_shape}"
             )
         _, _, height, width, _ = input_shape
+        check_fold_width(width, self.pole_mode)
         channels = (self.filters, self.filters)
         if use_winograd(
             "conv", self.conv, self.kernel_size, height, width, self.compute_dtype, channels

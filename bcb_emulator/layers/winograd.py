@@ -32,8 +32,10 @@ import functools
 import numpy as np
 from keras import ops
 
+from bcb_emulator.options import WINOGRAD_KERNELS
+
 TILE = 4  # outputs per tile side, m
-KERNELS = (3, 5)  # supported kernel sides, r
+KERNELS = WINOGRAD_KERNELS  # supported kernel sides, r
 MIN_CHANNELS = 32  # "auto" runs Winograd from this many input and output channels (see below)
 # Interpolation points, taken in this order (then ∞): small magnitudes keep the transforms'
 # entries, and so the rounding, small (Lavin and Gray 2016, section 4.2).

@@ -31,7 +31,7 @@ class ModelEBcbTest(tfds.testing.DatasetBuilderTestCase):
 @pytest.fixture
 def built(tiny_dataset) -> Path:
     """The TFDS ``data_dir`` of the session's ``tiny_l3`` build (``conftest.py``)."""
-    return tiny_dataset.path.parents[2]
+    return tiny_dataset.data_dir
 
 
 def _frames(data_dir: Path, split: str, config: str = "tiny_l3") -> list[dict]:
