@@ -12,6 +12,7 @@ import pathlib
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from bcb_emulator import training
 from bcb_emulator.cli import main
@@ -64,9 +65,15 @@ def test_train_command_on_the_built_dataset(tiny_dataset, tmp_path, capsys):
     config = _config(tiny_dataset, tmp_path / "run")
     path = tmp_path / "run.json"
     config.save(path)
-    assert main(["train", "--config", str(path), "--verbose", "0"]) == 0
+    assert main(["train", "--config", str(path), "--verbose", "2"]) == 0
     out = capsys.readouterr().out
     assert "finetune: best val_loss" in out and "val_r2_l01" in out
+    # The console's epoch lines are short: loss, mean R², R² at level 1 (no per-level list).
+    epoch_lines = [line for line in out.splitlines() if "val_loss:" in line]
+    assert len(epoch_lines) == 2, out
+    for line in epoch_lines:
+        assert "val_r2_l01:" in line and "r2_l02" not in line and "_r:" not in line, line
+        assert len(line) < 160, line
     run = pathlib.Path(config.out_dir)
     assert TrainConfig.load(run / "train_config.json") == config
     for tier in ("pretrain", "finetune"):
@@ -86,7 +93,9 @@ def test_train_command_on_the_built_dataset(tiny_dataset, tmp_path, capsys):
     assert np.isfinite(bcb).all() and (bcb > -tiny_dataset.stats.log_offset).all()
 
 
-def test_an_epoch_is_every_window_of_the_split_counted_without_reading(tiny_dataset, tmp_path):
+def test_an_epoch_is_every_window_of_the_split_counted_without_reading(
+    tiny_dataset, tmp_path, monkeypatch
+):
     """With `steps_per_epoch` unset an epoch is the split's batches, counted from the stored
     stamps: train holds 8 steps, T = 2 and stride 1 give 7 windows, 2 batches of 4."""
     config = _config(
@@ -96,6 +105,11 @@ def test_an_epoch_is_every_window_of_the_split_counted_without_reading(tiny_data
         per_level_metrics=False,
     )
     counter = _CountBatches()
+
+    def no_pass_to_count(*args, **kwargs):
+        raise AssertionError("the training split was read through to count its batches")
+
+    monkeypatch.setattr(tf.data.Dataset, "reduce", no_pass_to_count)
     summary = training.train(config, callbacks=[counter], verbose=0)
     assert counter.per_epoch == [2, 2]
     assert tiny_dataset.num_batches("train", window=2, batch_size=4) == 2
