@@ -120,7 +120,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "The demo: 4x5 degree grid, 20 levels, 3-hourly output of the reference model.",
             splits=DEMO_SPLITS,
             steps_per_day=8,
-            stamp_phase=11 / 12,  # 3-hourly output stamped HH:45 (bcb_emulator.modele_io)
+            stamp_phase=11 / 12,  # 3-hourly output stamped HH:45 (bcb_emulator.reference.model)
         ),
         _config(
             "tiny_l3",
