@@ -22,7 +22,7 @@ from bcb_emulator.layers import (
     SphericalPadding,
 )
 from bcb_emulator.layers.spherical_padding import spherical_pad
-from bcb_emulator.layers.winograd import KERNELS, SphericalWinograd, transforms
+from bcb_emulator.layers.winograd import SphericalWinograd, transforms
 
 B, T, H, W, L, F = 2, 3, 8, 12, 3, 8
 
