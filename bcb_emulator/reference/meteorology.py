@@ -541,11 +541,6 @@ class SyntheticMeteorology:
         t_surf -= land_cool
         return t_surf
 
-    def temperature_profile(self, t_surf: np.ndarray, p: np.ndarray):
-        """Temperature (K) and height above the surface (m) at pressures `p` (6.5 K/km)."""
-        ratio = (p / self.ps) ** (R_DRY * LAPSE_RATE / GRAVITY)
-        return t_surf * ratio, t_surf / LAPSE_RATE * (1.0 - ratio)
-
     @functools.cached_property
     def _edge_depth(self) -> np.ndarray:
         """``1 − (p/p_s)^(RΓ/g)`` at the layer edges ``(n_layers + 1, jm, 1)``: z = T_s/Γ · this.
