@@ -76,6 +76,10 @@ def quiet_tensorflow() -> None:
         tf.config.list_physical_devices("GPU")  # probes CUDA now, not at the first op
         tf.constant(0.0)
     tfds.disable_progress_bar()
+    # TFDS's deprecation notes while reading records ("`FeatureConnector.dtype` is deprecated").
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
