@@ -83,6 +83,7 @@ def test_window_contents_are_consecutive_frames_and_y_is_the_last_bcb(tiny_datas
         np.testing.assert_array_equal(y[b], frames[s + 2]["bcb"])
         np.testing.assert_array_equal(meta["airmass"][b], frames[s + 2]["airmass"])
         assert meta["time"][b] == frames[s + 2]["time"]
+        np.testing.assert_array_equal(meta["bcb"][b], frames[s + 2]["bcb"])
 
 
 def test_normalization_uses_the_stored_statistics(tiny_dataset):
@@ -92,6 +93,9 @@ def test_normalization_uses_the_stored_statistics(tiny_dataset):
     lin = _batches(tiny_dataset.windows("test", target_transform="none", **kw))
     stats = tiny_dataset.stats
     (x_raw, y_raw), (x_norm, y_norm), (_, y_lin) = raw[0], norm[0], lin[0]
+    (_, y_meta, meta), *_ = _batches(tiny_dataset.windows("test", return_metadata=True, **kw))
+    np.testing.assert_array_equal(y_meta, y_norm)
+    np.testing.assert_array_equal(meta["bcb"], y_raw)  # the metadata's target stays physical
     np.testing.assert_allclose(
         x_norm["x3d"], (x_raw["x3d"] - stats.x3d_mean) / stats.x3d_std, rtol=1e-5, atol=1e-5
     )

@@ -82,8 +82,10 @@ def make_windows(
         seed: seed of the shuffle.
         normalize: normalize inputs and target with the stored statistics.
         target_transform: ``"log"`` or ``"none"``; default the registry's (``"log"``).
-        return_metadata: also yield ``{"time": (B,) float64, "airmass": (B, H, W, L)}`` of the
-            last frame, for evaluation (column burden, per-time metrics).
+        return_metadata: also yield ``{"time": (B,) float64, "airmass": (B, H, W, L),
+            "bcb": (B, H, W, L)}`` of the last frame, ``bcb`` the target in physical units
+            (10⁻¹¹ kg/kg) whatever `normalize` says, for evaluation (column burden, per-time
+            metrics).
         drop_remainder: drop the last, smaller batch.
         chunk_frames: steps held in memory at a time; default fits :data:`CHUNK_BYTES`.
 
@@ -118,7 +120,7 @@ def make_windows(
             x2d, x3d = stats.normalize_x2d(x2d), stats.normalize_x3d(x3d)
             y = stats.normalize_target(y, target_transform)
         parts = (x2d, x3d, y, ex["time"])
-        return parts + (ex["airmass"],) if return_metadata else parts
+        return parts + (ex["airmass"], ex["bcb"]) if return_metadata else parts
 
     frames = frames.map(frame, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
@@ -144,7 +146,8 @@ def make_windows(
             last = s + window - 1
             if not return_metadata:
                 return inputs, y[last]  # y: (H, W, L)
-            return inputs, y[last], {"time": time[last], "airmass": chunk[4][last]}
+            meta = {"time": time[last], "airmass": chunk[4][last], "bcb": chunk[5][last]}
+            return inputs, y[last], meta
 
         return tf.data.Dataset.from_tensor_slices(starts).map(cut)
 
