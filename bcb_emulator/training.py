@@ -18,6 +18,10 @@ Data: a `bcb_emulator.data.BuiltDataset` (opened from `TrainConfig.data_dir` and
 `TrainConfig.builder_config` unless given), whose ``windows`` yield ``({"x2d": (B, T, H, W, 6),
 "x3d": (B, T, H, W, 8·L)}, y (B, H, W, L))`` normalized float32 batches and whose
 ``num_batches`` counts an epoch from the stored time stamps, without reading the data.
+
+The pieces of a tier's fit are public so that other fits share them (``tuning`` fits its
+trials with them): `windows` (the windows of a split for a `TrainConfig`), `steps_per_epoch`,
+`compile_emulator` (optimizer, schedule, loss, metrics) and `epoch_callbacks`.
 """
 
 from __future__ import annotations
@@ -140,9 +144,6 @@ def _train_tier(model, config, tier: Tier, strategy, dataset, extra_callbacks, v
     """Fits `model` on one tier, leaving it with the tier's best weights; returns its history."""
     import keras
 
-    from bcb_emulator.losses import MseMae
-    from bcb_emulator.metrics import R2Score
-
     tier_dir = pathlib.Path(config.out_dir) / tier.name
     tier_dir.mkdir(parents=True, exist_ok=True)
     final_path = tier_dir / MODEL_FILE
@@ -151,17 +152,9 @@ def _train_tier(model, config, tier: Tier, strategy, dataset, extra_callbacks, v
         model.set_weights(keras.saving.load_model(final_path).get_weights())
         return _read_history(tier_dir / "history.csv")
 
-    train_ds = _windows(dataset, config, tier.train_split, shuffle=True)
-    val_ds = _windows(dataset, config, tier.val_split, shuffle=False)
-    m = config.model
-    steps = config.steps_per_epoch or dataset.num_batches(
-        tier.train_split, window=m.time_steps, stride=config.stride, batch_size=config.batch_size
-    )
-    if steps < 1:
-        raise ValueError(
-            f"Split {tier.train_split!r} of tier {tier.name!r} yields no window of "
-            f"{m.time_steps} steps. Received: 0 batches"
-        )
+    train_ds = windows(dataset, config, tier.train_split, shuffle=True)
+    val_ds = windows(dataset, config, tier.val_split, shuffle=False)
+    steps = steps_per_epoch(dataset, config, tier)
     # One repeated stream of seeded, reshuffled epochs: epoch e is batches [e·steps, (e+1)·steps).
     # A resumed run skips the epochs already done, so it sees the batches an uninterrupted run
     # would have seen, in the same order.
@@ -170,28 +163,9 @@ def _train_tier(model, config, tier: Tier, strategy, dataset, extra_callbacks, v
     history_path = tier_dir / "history.csv"
     best_so_far = _truncate_history(history_path, done)
     _truncate_history(tier_dir / LEVELS_FILE, done)
-    total_steps = max(1, steps * tier.epochs)
-    warmup = int(config.warmup_fraction * total_steps)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else tier.learning_rate,
-        decay_steps=total_steps - warmup,
-        warmup_target=tier.learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
-    row_areas = None
-    if config.area_weighted:
-        row_areas = grid.Grid("model", m.height, m.width).area[:, 0]  # (H,), caps included
-    with strategy.scope():
-        skill = R2Score(m.levels, name="r2")  # also holds what per-level r needs
-        model.compile(
-            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-            loss=MseMae(row_areas),
-            metrics=[skill, R2Score(m.levels, level=0, name="r2_l01")],
-            jit_compile=config.jit_compile,
-        )
+    skill = compile_emulator(model, config, tier, steps, strategy)
     best_path = tier_dir / "best.weights.h5"
     callbacks = [
-        _log_learning_rate_callback(),
         keras.callbacks.BackupAndRestore(str(tier_dir / "backup")),
         keras.callbacks.ModelCheckpoint(
             str(best_path),
@@ -200,13 +174,10 @@ def _train_tier(model, config, tier: Tier, strategy, dataset, extra_callbacks, v
             save_weights_only=True,
             initial_value_threshold=best_so_far,
         ),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience),
         keras.callbacks.TensorBoard(str(tier_dir / "logs")),
-        keras.callbacks.CSVLogger(str(history_path), append=True),
+        *epoch_callbacks(config, tier_dir, skill, tier_dir / "logs"),
         *extra_callbacks,
     ]
-    if config.per_level_metrics:
-        callbacks.append(_level_logger(skill, tier_dir))
     model.fit(
         train_ds,
         validation_data=val_ds,
@@ -221,6 +192,81 @@ def _train_tier(model, config, tier: Tier, strategy, dataset, extra_callbacks, v
         model.load_weights(best_path)
     model.save(final_path)
     return _read_history(history_path)
+
+
+def steps_per_epoch(dataset, config: TrainConfig, tier: Tier) -> int:
+    """Training batches per epoch of `tier`: `TrainConfig.steps_per_epoch`, else the whole
+    split's windows of `config.model.time_steps` steps (counted without reading the data)."""
+    m = config.model
+    steps = config.steps_per_epoch or dataset.num_batches(
+        tier.train_split, window=m.time_steps, stride=config.stride, batch_size=config.batch_size
+    )
+    if steps < 1:
+        raise ValueError(
+            f"Split {tier.train_split!r} of tier {tier.name!r} yields no window of "
+            f"{m.time_steps} steps. Received: 0 batches"
+        )
+    return steps
+
+
+def compile_emulator(model, config: TrainConfig, tier: Tier, steps: int, strategy=None):
+    """Compiles `model` for `tier` as `train` does and returns its `r2` metric.
+
+    AdamW (`TrainConfig.weight_decay`) on a cosine schedule from `tier.learning_rate` over
+    ``tier.epochs × steps`` steps with a linear warm-up (`TrainConfig.warmup_fraction`); loss
+    `MseMae` (cell-area weighted if `TrainConfig.area_weighted`); metrics ``r2`` (mean R² over
+    levels, also holding the per-level moments `level_logger` reads) and ``r2_l01``. Under
+    `strategy`'s scope when one is given.
+    """
+    import contextlib
+
+    import keras
+
+    from bcb_emulator.losses import MseMae
+    from bcb_emulator.metrics import R2Score
+
+    m = config.model
+    total_steps = max(1, steps * tier.epochs)
+    warmup = int(config.warmup_fraction * total_steps)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else tier.learning_rate,
+        decay_steps=total_steps - warmup,
+        warmup_target=tier.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    row_areas = None
+    if config.area_weighted:
+        row_areas = grid.Grid("model", m.height, m.width).area[:, 0]  # (H,), caps included
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        skill = R2Score(m.levels, name="r2")  # also holds what per-level r needs
+        model.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            loss=MseMae(row_areas),
+            metrics=[skill, R2Score(m.levels, level=0, name="r2_l01")],
+            jit_compile=config.jit_compile,
+        )
+    return skill
+
+
+def epoch_callbacks(config: TrainConfig, run_dir: pathlib.Path, skill, logs_dir) -> list:
+    """The per-epoch callbacks of every fit of the emulator, writing into `run_dir`.
+
+    The learning rate into the epoch logs, `EarlyStopping` on ``val_loss``
+    (`TrainConfig.early_stopping_patience`), `CSVLogger` (``history.csv``, appended) and, when
+    `TrainConfig.per_level_metrics`, `level_logger` (``levels.csv`` and TensorBoard under
+    `logs_dir`) reading `skill`, the ``r2`` metric `compile_emulator` returns.
+    """
+    import keras
+
+    run_dir = pathlib.Path(run_dir)
+    callbacks = [
+        log_learning_rate_callback(),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+    ]
+    if config.per_level_metrics:
+        callbacks.append(level_logger(skill, run_dir / LEVELS_FILE, logs_dir))
+    return callbacks
 
 
 def _resume_epoch(tier_dir: pathlib.Path) -> int:
@@ -248,8 +294,9 @@ def _truncate_history(path: pathlib.Path, epochs: int) -> float | None:
     return min(losses) if losses else None
 
 
-def _level_logger(skill, tier_dir: pathlib.Path):
-    """A callback writing R² and r of every level to ``levels.csv`` and TensorBoard.
+def level_logger(skill, csv_path: pathlib.Path, logs_dir: pathlib.Path):
+    """A callback writing R² and r of every level to `csv_path` (one row per epoch) and to
+    TensorBoard under `logs_dir` (``train/`` and ``validation/``, tags ``levels/…``).
 
     `skill` is the compiled `metrics.R2Score`: its moments hold the training epoch when
     validation begins (``on_test_begin`` comes before Keras resets the metrics) and the
@@ -263,7 +310,7 @@ def _level_logger(skill, tier_dir: pathlib.Path):
             super().__init__()
             self.train_values = None
             self.writers = {
-                prefix: tf.summary.create_file_writer(str(tier_dir / "logs" / sub))
+                prefix: tf.summary.create_file_writer(str(pathlib.Path(logs_dir) / sub))
                 for prefix, sub in (("", "train"), ("val_", "validation"))
             }
 
@@ -286,7 +333,7 @@ def _level_logger(skill, tier_dir: pathlib.Path):
                 row = self._values("")
             else:
                 row = {**self.train_values, **self._values("val_")}
-            _append_row(tier_dir / LEVELS_FILE, {"epoch": epoch, **row})
+            _append_row(pathlib.Path(csv_path), {"epoch": epoch, **row})
             for prefix, writer in self.writers.items():
                 with writer.as_default():
                     for key, value in row.items():
@@ -307,7 +354,7 @@ def _append_row(path: pathlib.Path, row: dict) -> None:
         writer.writerow(row)
 
 
-def _log_learning_rate_callback():
+def log_learning_rate_callback():
     import keras
 
     class LogLearningRate(keras.callbacks.Callback):
@@ -322,8 +369,10 @@ def _log_learning_rate_callback():
     return LogLearningRate()
 
 
-def _windows(dataset, config: TrainConfig, split: str, shuffle: bool):
-    """Returns the batched windows of `split`, checked against the model config."""
+def windows(dataset, config: TrainConfig, split: str, shuffle: bool):
+    """Returns the batched windows of `split` cut to `config.model.time_steps` steps at read
+    time (shuffled, seeded and strided for training; in order for validation), checked
+    against the model config; ``x3d`` dropped for a model without the 3D branch."""
     ds = dataset.windows(
         split,
         window=config.model.time_steps,
