@@ -21,9 +21,11 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "bcb_emulator.cli.demo",
     "train": "bcb_emulator.cli.train",
     "build-dataset": "bcb_emulator.cli.build_dataset",
+    "tune": "bcb_emulator.cli.tune",
+    "evaluate": "bcb_emulator.cli.evaluate",
 }
 #: Subcommands that run TensorFlow (and TFDS): their start-up chatter is quieted.
-TENSORFLOW_COMMANDS = ("demo", "train", "build-dataset")
+TENSORFLOW_COMMANDS = ("demo", "train", "build-dataset", "evaluate", "tune")
 
 
 def build_parser() -> argparse.ArgumentParser:
