@@ -7,7 +7,10 @@ Stages, each writing under ``out`` and each resuming or reusing what an interrup
 2. the TFDS builder turns those files into the ``modele_bcb/demo_l20`` dataset in ``out/data``
    and prints its splits;
 3. ``model.fit`` trains a small emulator in two tiers (pre-industrial, then modern) and saves it
-   with its config in ``out/training``.
+   with its config in ``out/training``;
+4. the evaluation compares it with NINT (the monthly mean of the training days) and persistence
+   on the validation, test and extreme-fire splits, in physical units, and writes
+   ``out/evaluation/report.md`` (with its PNGs) and ``metrics.json``.
 
 The demo's periods are defined here once: `DEMO_RUNS` (what is simulated, per scenario) and
 `DEMO_SPLITS` (the splits of the ``demo_l20`` builder config) come from the same ranges.
@@ -62,6 +65,8 @@ DEMO_RUNS: tuple[DemoRun, ...] = (
     ),
     DemoRun("2020s", (SplitRange("ood_fire2021", "2021-08-01", "2021-08-08"),)),
 )
+#: The splits the demo's evaluation reports on.
+DEMO_EVALUATION_SPLITS = ("validation", "test", "ood_fire2021")
 #: The splits of the ``demo_l20`` builder config.
 DEMO_SPLITS: tuple[SplitRange, ...] = tuple(s for run in DEMO_RUNS for s in run.splits)
 
@@ -81,19 +86,20 @@ def run_demo(out: str | Path, progress: bool = True) -> None:
     """Runs every stage of the demo into `out`, printing what each made and its time."""
     from bcb_emulator.config import demo_train_config
     from bcb_emulator.data import build_dataset
+    from bcb_emulator.evaluation import run_evaluation
     from bcb_emulator.training import train
 
     out = Path(out)
     t0 = time.perf_counter()
     modele_dir = simulate(out, progress=progress)
     n_files = len(list(modele_dir.glob("*.nc")))
-    print(f"[demo 1/3] reference model: {n_files} daily files in {modele_dir} "
+    print(f"[demo 1/4] reference model: {n_files} daily files in {modele_dir} "
           f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
 
     t1 = time.perf_counter()
     data_dir = out / "data"
     dataset = build_dataset(modele_dir, data_dir, DEMO_BUILDER_CONFIG)
-    print(f"[demo 2/3] TFDS dataset modele_bcb/{dataset.name} in {dataset.path} "
+    print(f"[demo 2/4] TFDS dataset modele_bcb/{dataset.name} in {dataset.path} "
           f"({time.perf_counter() - t1:.0f} s), time steps per split:")  # fmt: skip
     for split, n in dataset.split_sizes.items():
         print(f"    {split:14s} {n:6d}")
@@ -101,9 +107,16 @@ def run_demo(out: str | Path, progress: bool = True) -> None:
     t2 = time.perf_counter()
     config = demo_train_config(str(data_dir), str(out / "training"), DEMO_BUILDER_CONFIG)
     summary = train(config, dataset=dataset, verbose=2 if progress else 0)
-    print(f"[demo 3/3] trained and saved {summary.model_path} with its config "
+    print(f"[demo 3/4] trained and saved {summary.model_path} with its config "
           f"{summary.config_path} ({time.perf_counter() - t2:.0f} s)")  # fmt: skip
     for tier, history in summary.history.items():
         epochs = len(history.get("val_loss", []))
         print(f"    {tier}: best validation loss {summary.best(tier):.4f} over {epochs} epochs")
-    print(f"[demo] done in {time.perf_counter() - t0:.0f} s")
+
+    t3 = time.perf_counter()
+    report = run_evaluation(
+        summary.model_path.parent, DEMO_EVALUATION_SPLITS, out / "evaluation", progress=progress
+    )
+    print(f"[demo 4/4] evaluation against NINT and persistence "
+          f"({time.perf_counter() - t3:.0f} s): {report}")  # fmt: skip
+    print(f"[demo] done in {time.perf_counter() - t0:.0f} s; the report: {report}")
