@@ -288,8 +288,6 @@ def export_model(
             shutil.copy2(metrics_path, extra / METRICS_FILE)
         contract = _contract(tmp, name, version, config.model, dataset)
         (extra / CONTRACT_FILE).write_text(json.dumps(contract, indent=1) + "\n")
-        card = model_card(contract, config, dataset, metrics, metrics_path)
-        (extra / CARD_FILE).write_text(card)
         if verify:
             result = check_export(tmp, keras_model=model)
             tolerance = TOLERANCE if _compute_dtype(model) == "float32" else 1e-2
@@ -300,6 +298,10 @@ def export_model(
                     f"window {result.step_vs_window:.2e}, expected <= {tolerance:g}. Nothing "
                     "was exported."
                 )
+            contract["verification"] = dataclasses.asdict(result) | {"tolerance": tolerance}
+            (extra / CONTRACT_FILE).write_text(json.dumps(contract, indent=1) + "\n")
+        card = model_card(contract, config, dataset, metrics, metrics_path)
+        (extra / CARD_FILE).write_text(card)
         if final.exists():
             raise ValueError(f"Version folder {final} appeared while exporting; not replaced.")
         os.rename(tmp, final)
@@ -775,7 +777,18 @@ def model_card(
         "",
     ]
     lines += _metrics_lines(metrics, metrics_path)
+    check = contract.get("verification")
     lines += [
+        "",
+        "Export check (`bcb_emulator.export.check_export`, random physical inputs, largest "
+        "relative error): "
+        + (
+            f"SavedModel vs Keras {check['window_vs_keras']:.1e}, `step` vs window "
+            f"{check['step_vs_window']:.1e} over {check['steps']} steps (tolerance "
+            f"{check['tolerance']:g})."
+            if check
+            else "not run (`verify=False`)."
+        ),
         "",
         "## Input contract",
         "",

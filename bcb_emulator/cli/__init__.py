@@ -23,9 +23,11 @@ SUBCOMMANDS: dict[str, str] = {
     "build-dataset": "bcb_emulator.cli.build_dataset",
     "tune": "bcb_emulator.cli.tune",
     "evaluate": "bcb_emulator.cli.evaluate",
+    "export": "bcb_emulator.cli.export",
+    "predict": "bcb_emulator.cli.predict",
 }
 #: Subcommands that run TensorFlow (and TFDS): their start-up chatter is quieted.
-TENSORFLOW_COMMANDS = ("demo", "train", "build-dataset", "evaluate", "tune")
+TENSORFLOW_COMMANDS = ("demo", "train", "build-dataset", "evaluate", "tune", "export", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
