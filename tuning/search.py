@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -37,10 +38,17 @@ TENSORBOARD_DIR = "tensorboard"
 class _TrialRuns:
     """Mixin for keras-tuner's tuners: gives `EmulatorHyperModel.fit` the trial's folder and
     appends each start and end of a trial to its ``runs.jsonl`` (with the tuner's id), so a
-    trial run twice shows."""
+    trial run twice shows. A trial rerun after a kill starts with no history or TensorBoard
+    logs of the killed run."""
 
     def run_trial(self, trial, *args, **kwargs):
         trial_dir = pathlib.Path(self.get_trial_dir(trial.trial_id))
+        if read_runs(trial_dir):
+            for name in ("history.csv", "levels.csv"):
+                (trial_dir / name).unlink(missing_ok=True)
+            for callback in kwargs.get("callbacks", []):
+                if type(callback).__name__ == "TensorBoard":
+                    shutil.rmtree(pathlib.Path(callback.log_dir) / trial.trial_id, True)
         _log_run(trial_dir, {"event": "start", "tuner_id": self.tuner_id, "time": time.time()})
         outcome = super().run_trial(trial, *args, trial_dir=str(trial_dir), **kwargs)
         _log_run(trial_dir, {"event": "end", "tuner_id": self.tuner_id, "time": time.time()})

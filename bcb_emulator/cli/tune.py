@@ -3,6 +3,7 @@
 Example::
 
     bcb-emulator tune --config tune.json [--retrain-best]
+    bcb-emulator tune --demo demo_output   # the demo-sized sweep on the demo dataset
 
 where ``tune.json`` holds a `tuning.config.TuneConfig` (see ``docs/tuning.md``); calls
 `tuning.search.run_search` and, with ``--retrain-best``, `tuning.search.retrain_best`. Rerun
@@ -28,14 +29,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "dashboard into <out_dir>/tensorboard."
         ),
     )
-    parser.add_argument("--config", required=True, help="path of the TuneConfig JSON file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="path of the TuneConfig JSON file")
+    source.add_argument(
+        "--demo",
+        metavar="DEMO_DIR",
+        help=(
+            "the demo-sized sweep (tuning.demo_tune_config) on the demo dataset in DEMO_DIR/data "
+            "(made by `bcb-emulator demo --out DEMO_DIR`), into DEMO_DIR/tune"
+        ),
+    )
     parser.add_argument(
         "--retrain-best",
         action="store_true",
         help="then train the best configuration (both tiers) into the base config's out_dir",
     )
     parser.add_argument(
-        "--verbose", type=int, default=1, choices=(0, 1, 2), help="keras-tuner/model.fit verbosity"
+        "--verbose", type=int, default=2, choices=(0, 1, 2), help="keras-tuner/model.fit verbosity"
     )
     parser.set_defaults(func=_run)
     return parser
@@ -45,7 +55,16 @@ def _run(args: argparse.Namespace) -> int:
     from tuning import search
     from tuning.config import TuneConfig
 
-    config = TuneConfig.load(args.config)
+    if args.demo:
+        from pathlib import Path
+
+        from bcb_emulator.demo import DEMO_BUILDER_CONFIG
+        from tuning.config import demo_tune_config
+
+        demo = Path(args.demo)
+        config = demo_tune_config(str(demo / "data"), str(demo / "tune"), DEMO_BUILDER_CONFIG)
+    else:
+        config = TuneConfig.load(args.config)
     summary = search.run_search(config, verbose=args.verbose)
     if summary.role == "worker":
         print(f"worker done: the chief writes the results into {config.out_dir}")
