@@ -28,6 +28,7 @@ from bcb_emulator.options import (
     WINOGRAD_KERNELS,
 )
 
+TARGET_TRANSFORMS = ("log", "none")
 MIXED_PRECISION = ("float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("auto", "none", "mirrored")
 
@@ -73,6 +74,12 @@ class ModelConfig:
         encoder_conv: ``"auto"`` (as `gate_conv`, else ``"direct"``), ``"direct"`` or
             ``"winograd"``: how the encoders apply their k×k kernels; same weights and math
             (see `layers.SpatialEncoder`).
+        emission_memory_days: time scales τ (days) of emission-memory channels appended to
+            ``x2d``: for each τ the exponentially weighted mean of ``BCB_biomass_src`` over the
+            past, weight ``exp(−Δt/τ)``, computed by the input pipeline from the inputs alone
+            (`bcb_emulator.data.pipeline`). BCB lives for days; a window of `T` steps alone
+            does not show how much smoke the fires of the last days have put up. Empty (the
+            reference paper's inputs) by default.
     """
 
     height: int = 90
@@ -93,6 +100,7 @@ class ModelConfig:
     pole_mode: str = "fold"
     gate_conv: str = "auto"
     encoder_conv: str = "auto"
+    emission_memory_days: tuple[float, ...] = ()
 
     def __post_init__(self):
         _check_positive(
@@ -123,6 +131,14 @@ class ModelConfig:
                     f"`{name}='winograd'` needs {kernel} in {WINOGRAD_KERNELS}. "
                     f"Received: {kernel}={getattr(self, kernel)}"
                 )
+        memory = self.emission_memory_days
+        if not isinstance(memory, tuple) or not all(
+            isinstance(tau, int | float) and not isinstance(tau, bool) and tau > 0 for tau in memory
+        ):
+            raise ValueError(
+                "`emission_memory_days` must be a tuple of positive numbers of days. "
+                f"Received: emission_memory_days={memory!r}"
+            )
         if not self.use_3d and self.fusion != "none":
             raise ValueError(
                 "`fusion` must be 'none' when `use_3d` is False (nothing to fuse with). "
@@ -137,8 +153,8 @@ class ModelConfig:
 
     @property
     def x2d_channels(self) -> int:
-        """Channels of the ``x2d`` input (6)."""
-        return len(variables.X2D)
+        """Channels of the ``x2d`` input: the 6 surface fields, then one per emission memory."""
+        return len(variables.X2D) + len(self.emission_memory_days)
 
     @property
     def x3d_channels(self) -> int:
@@ -151,6 +167,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
         _reject_unknown(cls, data)
+        data = dict(data)
+        if isinstance(data.get("emission_memory_days"), list):
+            data["emission_memory_days"] = tuple(data["emission_memory_days"])
         return cls(**data)
 
     def to_json(self) -> str:
@@ -200,8 +219,14 @@ class TrainConfig:
         warmup_fraction: fraction of each tier's steps with a linear warm-up before the
             cosine decay.
         weight_decay: AdamW weight decay.
-        area_weighted: weight the loss by cos(latitude) (cell area).
-        per_level_metrics: report R² and r for every level, not only their means.
+        area_weighted: weight the loss by the exact cell areas (polar caps included).
+        target_transform: the space the target is normalized and the loss taken in:
+            ``"log"`` (``log(BCB + offset)``, per level; the registry's) or ``"none"``
+            (physical 10⁻¹¹ kg/kg, per level). A loss in log space fits the median of skewed
+            plumes; in physical space the mean, which the mass budget and physical-unit R²
+            judge. Evaluation and export undo the same transform.
+        per_level_metrics: write R² and r of every level per epoch (``levels.csv``,
+            TensorBoard), besides the console's mean R² and R² at level 1.
         early_stopping_patience: epochs without validation improvement before stopping.
         steps_per_epoch: cap on training steps per epoch (None: the whole split).
         validation_steps: cap on validation steps (None: the whole split).
@@ -225,6 +250,7 @@ class TrainConfig:
     warmup_fraction: float = 0.05
     weight_decay: float = 1e-4
     area_weighted: bool = False
+    target_transform: str = "log"
     per_level_metrics: bool = True
     early_stopping_patience: int = 5
     steps_per_epoch: int | None = None
@@ -238,6 +264,7 @@ class TrainConfig:
         _check_positive(batch_size=self.batch_size, stride=self.stride)
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         _check_choice("distribution", self.distribution, DISTRIBUTIONS)
+        _check_choice("target_transform", self.target_transform, TARGET_TRANSFORMS)
         if not self.tiers:
             raise ValueError("`tiers` must hold at least one tier. Received: tiers=()")
         names = [tier.name for tier in self.tiers]

@@ -150,17 +150,15 @@ def test_persistence_is_the_truth_one_day_earlier():
     np.testing.assert_array_equal([g[0, 0, 0] for g in got[4:]], np.arange(8.0))
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_dataset, tmp_path_factory):
-    """A tiny emulator trained for one epoch on the tiny dataset."""
+def _train_tiny(dataset, out, memory=(), transform="log"):
+    """A tiny emulator trained for one epoch on the tiny dataset, into `out`."""
     from bcb_emulator import training
     from bcb_emulator.config import ModelConfig, Tier, TrainConfig
 
-    out = tmp_path_factory.mktemp("eval_run")
-    height, width = tiny_dataset.spec.grid.shape
+    height, width = dataset.spec.grid.shape
     config = TrainConfig(
-        data_dir=str(tiny_dataset.data_dir),
-        builder_config=tiny_dataset.name,
+        data_dir=str(dataset.data_dir),
+        builder_config=dataset.name,
         out_dir=str(out),
         model=ModelConfig(
             height=height,
@@ -172,18 +170,61 @@ def trained(tiny_dataset, tmp_path_factory):
             sft_hidden=8,
             lstm_filters=8,
             lstm_layers=1,
+            emission_memory_days=memory,
         ),  # fmt: skip
         tiers=(Tier("only", "train", "validation", epochs=1),),
         batch_size=4,
         per_level_metrics=False,
+        target_transform=transform,
     )
     training.train(config, verbose=0)
     return out
 
 
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+    return _train_tiny(tiny_dataset, tmp_path_factory.mktemp("eval_run"))
+
+
+def _direct_r2(dataset, model_dir, memory, transform):
+    """Pooled area-weighted R² per level of a model on the train split, computed directly."""
+    from bcb_emulator.models import load_emulator
+
+    model = load_emulator(model_dir / "model.keras", compile=False)
+    windows = dataset.windows(
+        "train", window=2, batch_size=8, shuffle=False, seed=0, return_metadata=True,
+        emission_memory_days=memory,
+    )  # fmt: skip
+    inputs, _, meta = next(windows.as_numpy_iterator())
+    z = model.predict(inputs, verbose=0)
+    pred = np.maximum(dataset.stats.denormalize_target(z, transform), 0)
+    w = np.broadcast_to(dataset.spec.grid.area[None, :, :, None], pred.shape)
+    y = meta["bcb"].astype(np.float64)
+    mean = (w * y).sum(axis=(0, 1, 2)) / w.sum(axis=(0, 1, 2))
+    sse = (w * (y - pred) ** 2).sum(axis=(0, 1, 2))
+    return 1 - sse / (w * (y - mean) ** 2).sum(axis=(0, 1, 2)), pred, y, w
+
+
+def test_compared_models_with_their_own_memory_and_transform(trained, tiny_dataset, tmp_path):
+    """An ablation with emission memory and a physical-space loss, beside the emulator: each
+    gets its own input channels and its own inverse transform."""
+    from bcb_emulator.evaluation import run_evaluation
+
+    variant = _train_tiny(tiny_dataset, tmp_path / "variant", memory=(1.0,), transform="none")
+    run_evaluation(trained, ["train"], tmp_path / "r", compare={"variant": str(variant)},
+                   progress=False)  # fmt: skip
+    models = json.loads((tmp_path / "r" / "metrics.json").read_text())["splits"]["train"]["models"]
+    assert list(models) == ["emulator", "variant", "nint", "persistence"]
+    for name, folder, memory, transform in (
+        ("emulator", trained, (), "log"),
+        ("variant", variant, (1.0,), "none"),
+    ):
+        r2, *_ = _direct_r2(tiny_dataset, folder, memory, transform)
+        np.testing.assert_allclose(models[name]["r2"], r2, rtol=1e-4)
+
+
 def test_evaluate_command_writes_the_report_and_consistent_metrics(trained, tiny_dataset, tmp_path):
     from bcb_emulator.cli import main
-    from bcb_emulator.models import load_emulator
 
     out = tmp_path / "report"
     argv = ["evaluate", "--model", str(trained), "--split", "train", "--split", "ood_fire2021"]
@@ -206,20 +247,10 @@ def test_evaluate_command_writes_the_report_and_consistent_metrics(trained, tiny
     assert set(train["models"]["emulator"]["regions"]) == set(regions.region_names())
 
     # The emulator's pooled R² and bias equal a direct computation on its predictions.
-    model = load_emulator(trained / "model.keras", compile=False)
-    windows = tiny_dataset.windows(
-        "train", window=2, batch_size=8, shuffle=False, seed=0, return_metadata=True
-    )
-    inputs, _, meta = next(windows.as_numpy_iterator())
-    pred = np.maximum(tiny_dataset.stats.denormalize_target(model.predict(inputs, verbose=0)), 0)
-    w = np.broadcast_to(tiny_dataset.spec.grid.area[None, :, :, None], pred.shape)
-    y = meta["bcb"].astype(np.float64)
+    r2, pred, y, w = _direct_r2(tiny_dataset, trained, (), "log")
+    np.testing.assert_allclose(train["models"]["emulator"]["r2"], r2, rtol=1e-4)
     for k in range(3):
-        yk, pk, wk = y[..., k], pred[..., k], w[..., k]
-        mean = (wk * yk).sum() / wk.sum()
-        r2 = 1 - (wk * (yk - pk) ** 2).sum() / (wk * (yk - mean) ** 2).sum()
-        assert train["models"]["emulator"]["r2"][k] == pytest.approx(r2, rel=1e-4)
-        bias = (wk * (pk - yk)).sum() / wk.sum()
+        bias = (w[..., k] * (pred[..., k] - y[..., k])).sum() / w[..., k].sum()
         assert train["models"]["emulator"]["bias"][k] == pytest.approx(bias, rel=1e-4, abs=1e-9)
     # NINT is the training split's own January mean (all 8 steps) on these 7 samples.
     clim = np.mean([f["bcb"] for f in tiny_dataset.frames("train").as_numpy_iterator()], axis=0)

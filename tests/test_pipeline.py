@@ -230,3 +230,32 @@ def test_property_count_windows_equals_the_pipeline_rule(steps, window, stride):
     time = 100.0 + np.concatenate([[0], np.cumsum(steps)]) * dt  # (n,) with gaps where step > 1
     kept = _window_starts(tf.constant(time), window, stride, len(time) + 1, dt).numpy()
     assert count_windows(time, window, stride, dt) == len(kept)
+
+
+@pytest.mark.parametrize("name", ["tiny", "gap"])
+def test_emission_memory_is_the_decaying_mean_of_past_emissions(tiny_dataset, gap_dataset, name):
+    """Each memory channel equals the exponentially weighted mean computed by hand over the
+    split's frames, the weight decaying with the time elapsed (across a gap too)."""
+    dataset = {"tiny": tiny_dataset, "gap": gap_dataset}[name]
+    taus = (0.5, 2.0)
+    frames = _frames(dataset, "train")
+    memory = np.zeros((len(taus),) + frames[0]["x2d"].shape[:2])
+    expected, previous = [], None
+    for f in frames:
+        a = (
+            np.zeros(len(taus))
+            if previous is None
+            else np.exp(-(f["time"] - previous) / np.array(taus))
+        )
+        memory = a[:, None, None] * memory + (1 - a[:, None, None]) * f["x2d"][..., 5]
+        expected.append(memory.copy())
+        previous = f["time"]
+    ds = dataset.windows(
+        "train", window=1, batch_size=16, shuffle=False, seed=0, normalize=False,
+        emission_memory_days=taus,
+    )  # fmt: skip
+    (inputs, _), *_ = _batches(ds)
+    assert inputs["x2d"].shape == (8, 1, 6, 8, 8)  # 6 fields + 2 memories
+    np.testing.assert_array_equal(inputs["x2d"][:, 0, ..., :6], [f["x2d"] for f in frames])
+    got = np.moveaxis(inputs["x2d"][:, 0, ..., 6:], -1, 1)  # (N, M, H, W)
+    np.testing.assert_allclose(got, np.array(expected), rtol=1e-5, atol=1e-6)

@@ -43,7 +43,7 @@ class SyntheticDataset:
     examples: int = 8
     ordered: bool = False
 
-    def windows(self, split, *, window, stride=1, batch_size, shuffle, seed, normalize=True):
+    def windows(self, split, *, window, stride=1, batch_size, shuffle, seed, **pipeline_options):
         rng = np.random.default_rng(zlib.crc32(split.encode()))
         x2d = rng.normal(size=(self.examples, window, H, W, 6)).astype("float32")
         x3d = rng.normal(size=(self.examples, window, H, W, 8 * L)).astype("float32")

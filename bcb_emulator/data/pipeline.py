@@ -68,6 +68,7 @@ def make_windows(
     return_metadata: bool = False,
     drop_remainder: bool = False,
     chunk_frames: int | None = None,
+    emission_memory_days: tuple[float, ...] = (),
 ) -> tf.data.Dataset:
     """Batches of windows of `window` consecutive steps of `split`, ready for ``model.fit``.
 
@@ -88,9 +89,12 @@ def make_windows(
             metrics).
         drop_remainder: drop the last, smaller batch.
         chunk_frames: steps held in memory at a time; default fits :data:`CHUNK_BYTES`.
+        emission_memory_days: time scales τ (days) of emission-memory channels appended to
+            ``x2d`` (see :func:`emission_memory`); empty for none.
 
     Returns:
-        A dataset of ``({"x2d": (B, T, H, W, 6), "x3d": (B, T, H, W, 8·L)}, y (B, H, W, L))``
+        A dataset of ``({"x2d": (B, T, H, W, 6 + M), "x3d": (B, T, H, W, 8·L)},
+        y (B, H, W, L))`` with `M` memory channels,
         float32, plus the metadata dict if `return_metadata`; its cardinality is the number of
         batches (`BuiltDataset.num_batches`).
     """
@@ -107,7 +111,8 @@ def make_windows(
             f"{dataset.path}. Received: window={window}"
         )
     h, w = spec.grid.shape
-    frame_bytes = 4 * h * w * (6 + 8 * spec.n_levels + 2 * spec.n_levels) + 8
+    n2d = 6 + len(emission_memory_days)
+    frame_bytes = 4 * h * w * (n2d + 8 * spec.n_levels + 3 * spec.n_levels) + 8
     if chunk_frames is None:
         chunk_frames = max(window + stride, CHUNK_BYTES // frame_bytes)
     shift = max(stride, (chunk_frames - window + 1) // stride * stride)  # multiple of stride
@@ -123,6 +128,8 @@ def make_windows(
         return parts + (ex["airmass"], ex["bcb"]) if return_metadata else parts
 
     frames = frames.map(frame, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if emission_memory_days:
+        frames = emission_memory(frames, emission_memory_days)  # x2d: (H, W, 6 + M)
 
     # Chunks of consecutive frames, overlapping by window - 1 steps; each gets an epoch seed.
     chunks = frames.window(chunk_len, shift=shift, drop_remainder=False)
@@ -140,7 +147,7 @@ def make_windows(
 
         def cut(s):
             inputs = {
-                "x2d": tf.ensure_shape(x2d[s : s + window], (window, h, w, 6)),
+                "x2d": tf.ensure_shape(x2d[s : s + window], (window, h, w, n2d)),
                 "x3d": tf.ensure_shape(x3d[s : s + window], (window, h, w, 8 * spec.n_levels)),
             }  # (T, H, W, C)
             last = s + window - 1
@@ -160,6 +167,39 @@ def make_windows(
     )
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def emission_memory(frames: tf.data.Dataset, days: tuple[float, ...]) -> tf.data.Dataset:
+    """Appends to each frame's ``x2d`` the emission memory: for each τ in `days`, the
+    exponentially weighted mean of the emission channel (``BCB_biomass_src``, channel 5) over
+    the split up to this step.
+
+    ``m_τ(t) = a · m_τ(t_prev) + (1 − a) · e(t)`` with ``a = exp(−(t − t_prev) / τ)``: the weight
+    of the past decays with the time elapsed, so a gap in the split decays it too. It starts at
+    the split's first emission (no spin-up: the first days of a split remember less than τ).
+    A weighted mean of the (normalized) emission has the emission's scale: no statistics of
+    its own are needed. Inputs only — never the target.
+
+    Args:
+        frames: the split's frames in time order, tuples ``(x2d (H, W, 6), x3d, y, time, …)``.
+        days: the time scales τ, days.
+
+    Returns:
+        The frames with ``x2d`` of shape ``(H, W, 6 + len(days))``.
+    """
+    tau = tf.constant(days, tf.float64)  # (M,)
+    x2d_spec = frames.element_spec[0]
+    h, w = x2d_spec.shape[0], x2d_spec.shape[1]
+    start = (tf.constant(-float("inf"), tf.float64), tf.zeros((h, w, len(days)), tf.float32))
+
+    def step(state, frame):
+        previous_time, memory = state
+        x2d, time = frame[0], frame[3]
+        a = tf.cast(tf.exp(-(time - previous_time) / tau), tf.float32)  # (M,); 0 at the start
+        memory = a * memory + (1.0 - a) * x2d[..., 5:6]  # (H, W, M)
+        return (time, memory), (tf.concat([x2d, memory], axis=-1), *frame[1:])
+
+    return frames.scan(start, step)
 
 
 def _window_starts(

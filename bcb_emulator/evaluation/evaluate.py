@@ -36,6 +36,21 @@ REMOTE_CELLS = (
 N_SOURCE_CELLS = 3
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    """A trained emulator and what its inputs and output need.
+
+    Attributes:
+        model: the Keras model (normalized windows in, normalized BCB out).
+        target_transform: the space its target was normalized in (``TrainConfig``).
+        emission_memory_days: its emission-memory channels (``ModelConfig``).
+    """
+
+    model: object
+    target_transform: str = "log"
+    emission_memory_days: tuple[float, ...] = ()
+
+
 @dataclasses.dataclass
 class SplitSkill:
     """The accumulated evaluation of one split.
@@ -120,7 +135,7 @@ def load_models(model_dir, compare: Mapping[str, str] | None = None):
     the dataset and the window length.
 
     Returns:
-        ``(config, {name: keras.Model})``: the emulator's `TrainConfig` and the models,
+        ``(config, {name: TrainedModel})``: the emulator's `TrainConfig` and the models,
         ``"emulator"`` first.
     """
     from bcb_emulator.config import TrainConfig
@@ -141,8 +156,12 @@ def load_models(model_dir, compare: Mapping[str, str] | None = None):
                     f"Model {name!r}: {folder / file} does not exist; `--model` and `--compare` "
                     "take the out_dir of `bcb-emulator train`."
                 )
-        configs[name] = TrainConfig.load(folder / CONFIG_FILE)
-        models[name] = load_emulator(folder / MODEL_FILE, compile=False)
+        configs[name] = config = TrainConfig.load(folder / CONFIG_FILE)
+        models[name] = TrainedModel(
+            load_emulator(folder / MODEL_FILE, compile=False),
+            config.target_transform,
+            config.model.emission_memory_days,
+        )
     config = configs[EMULATOR]
     for name, other in configs.items():
         same = (other.data_dir, other.builder_config, other.model.time_steps)
@@ -169,7 +188,9 @@ def evaluate(
     """Evaluates `models` and the baselines on each split of `dataset`.
 
     Args:
-        models: ``{name: keras.Model}`` taking the normalized windows (``"emulator"`` first).
+        models: ``{name: TrainedModel}`` (``"emulator"`` first); each gets the windows'
+            inputs with its own emission-memory channels and has its output turned back into
+            physical units with its own target transform.
         dataset: the `bcb_emulator.data.BuiltDataset` the models were trained on.
         splits: the splits to evaluate (e.g. ``"test"``, ``"ood_fire2021"``).
         window: `T` of the models' windows.
@@ -195,6 +216,12 @@ def evaluate(
     rows = np.array([c[1] for c in cells])
     cols = np.array([c[2] for c in cells])
     stats = dataset.stats
+    # One set of windows for every model: the memory channels of all, each model taking its own.
+    memory = tuple(sorted({tau for m in models.values() for tau in m.emission_memory_days}))
+    channels = {
+        name: [*range(6), *(6 + memory.index(tau) for tau in m.emission_memory_days)]
+        for name, m in models.items()
+    }
     results = {}
     for split in splits:
         acc = SplitSkill(
@@ -216,7 +243,7 @@ def evaluate(
         persistence = Persistence(dataset.spec.steps_per_day)
         windows = dataset.windows(
             split, window=window, batch_size=batch_size, shuffle=False, seed=0,
-            return_metadata=True,
+            return_metadata=True, emission_memory_days=memory,
         )  # fmt: skip
         n_batches = int(windows.cardinality())
         for inputs, _, meta in tqdm.tqdm(
@@ -226,10 +253,12 @@ def evaluate(
             times, truth, airmass = meta["time"], meta["bcb"], meta["airmass"]  # (B,), (B, H, W, L)
             persistence.observe(times, truth)
             predictions = {}
-            for name, model in models.items():
-                feed = {k: inputs[k] for k in model.input if k in inputs}
-                z = model.predict_on_batch(feed)  # (B, H, W, L) normalized
-                predictions[name] = np.maximum(stats.denormalize_target(np.asarray(z)), 0.0)
+            for name, trained in models.items():
+                feed = {"x2d": inputs["x2d"][..., channels[name]], "x3d": inputs["x3d"]}
+                feed = {k: v for k, v in feed.items() if k in trained.model.input}
+                z = np.asarray(trained.model.predict_on_batch(feed))  # (B, H, W, L) normalized
+                bcb = stats.denormalize_target(z, trained.target_transform)  # 10⁻¹¹ kg/kg
+                predictions[name] = np.maximum(bcb, 0.0)
             predictions[NINT] = climatology.predict(times)
             yesterday = persistence.predict(times)
             have = np.array([p is not None for p in yesterday])
