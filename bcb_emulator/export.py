@@ -222,19 +222,21 @@ def export_model(
     version: int | None = None,
     *,
     dataset=None,
+    metrics: str | os.PathLike | None = None,
     verify: bool = True,
 ) -> Path:
     """Exports the trained model of `model_dir` to ``<out_root>/<name>/<version>/``.
 
     Args:
-        model_dir: a training ``out_dir`` holding ``model.keras`` and ``train_config.json``;
-            an evaluation report ``metrics.json`` there goes into the model card.
+        model_dir: a training ``out_dir`` holding ``model.keras`` and ``train_config.json``.
         name: the model name, TF Serving's ``model_name`` (letters, digits, ``_.-``).
         out_root: TF Serving's base folder of all models.
         version: an integer version; None takes the highest existing version + 1 (TF Serving
             serves the highest by default), 1 for the first.
         dataset: the `BuiltDataset` whose statistics and layout go in; None opens the training
             config's ``data_dir`` / ``builder_config``.
+        metrics: the evaluation report (``metrics.json`` of ``bcb-emulator evaluate``) whose
+            headline figures go into the model card; None looks for it (`find_metrics`).
         verify: reload the SavedModel before it is renamed into place and refuse it if it
             differs from the Keras model, or `step` from ``serving_default``, by more than
             `TOLERANCE` (float32; 1e-2 under a 16-bit compute dtype) — `check_export`.
@@ -282,9 +284,12 @@ def export_model(
         shutil.copy2(paths[TRAIN_CONFIG_FILE], extra / TRAIN_CONFIG_FILE)
         dataset.stats.save(extra / normalization.STATS_FILENAME)
         (extra / SPEC_FILE).write_text(json.dumps(dataset.spec.to_json(), indent=1) + "\n")
-        metrics_path = model_dir / METRICS_FILE
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-        if metrics is not None:
+        metrics_path = Path(metrics) if metrics is not None else find_metrics(model_dir)
+        report = None
+        if metrics_path is not None:
+            if not metrics_path.is_file():
+                raise ValueError(f"`metrics` must be a metrics.json file. Received: {metrics}")
+            report = json.loads(metrics_path.read_text())
             shutil.copy2(metrics_path, extra / METRICS_FILE)
         contract = _contract(tmp, name, version, config.model, dataset)
         (extra / CONTRACT_FILE).write_text(json.dumps(contract, indent=1) + "\n")
@@ -300,7 +305,7 @@ def export_model(
                 )
             contract["verification"] = dataclasses.asdict(result) | {"tolerance": tolerance}
             (extra / CONTRACT_FILE).write_text(json.dumps(contract, indent=1) + "\n")
-        card = model_card(contract, config, dataset, metrics, metrics_path)
+        card = model_card(contract, config, dataset, report, metrics_path or model_dir)
         (extra / CARD_FILE).write_text(card)
         if final.exists():
             raise ValueError(f"Version folder {final} appeared while exporting; not replaced.")
@@ -309,6 +314,30 @@ def export_model(
         if tmp.exists():
             shutil.rmtree(tmp)
     return final
+
+
+def find_metrics(model_dir: str | os.PathLike) -> Path | None:
+    """The evaluation report of the model in `model_dir`, if there is one.
+
+    ``bcb-emulator evaluate --out DIR`` writes ``DIR/metrics.json`` naming the model folder it
+    evaluated (its ``"model"``). Looked for: ``<model_dir>/metrics.json``, then
+    ``<model_dir>/evaluation/metrics.json`` and ``<model_dir>/../evaluation/metrics.json``
+    (the demo's layout), the latter two only if they name `model_dir`.
+    """
+    model_dir = Path(model_dir)
+    if (model_dir / METRICS_FILE).is_file():
+        return model_dir / METRICS_FILE
+    for path in (model_dir / "evaluation", model_dir.parent / "evaluation"):
+        path = path / METRICS_FILE
+        if not path.is_file():
+            continue
+        try:
+            named = json.loads(path.read_text()).get("model")
+        except (ValueError, AttributeError):
+            continue
+        if named and Path(named).resolve() == model_dir.resolve():
+            return path
+    return None
 
 
 def _compute_dtype(model) -> str:
@@ -563,11 +592,16 @@ def signature_tensors(path: str | os.PathLike) -> dict[str, dict[str, dict[str, 
                     "dtype": "float32" if t.dtype == 1 else str(t.dtype),
                     "shape": [None if d.size < 0 else d.size for d in t.tensor_shape.dim],
                 }
-                for k, t in sorted(getattr(sig, side).items())
+                for k, t in sorted(getattr(sig, side).items(), key=_tensor_order)
             }
             for side in ("inputs", "outputs")
         }
     return out
+
+
+def _tensor_order(item) -> tuple[int, str]:
+    order = ("x2d", "x3d", "bcb", "state")
+    return (order.index(item[0]) if item[0] in order else len(order), item[0])
 
 
 def _contract(path: Path, name: str, version: int, config: ModelConfig, dataset) -> dict:
@@ -861,12 +895,32 @@ def _shape(shape) -> str:
 def _metrics_lines(metrics: Any, path: Path) -> list[str]:
     if metrics is None:
         return [
-            f"No evaluation report: `{METRICS_FILE}` did not exist beside the model ({path}) "
-            "at export time, so this model card holds no skill figures. Evaluate the model, "
-            "then export again.",
+            f"No evaluation report: no `{METRICS_FILE}` of `bcb-emulator evaluate` was found "
+            f"for the model ({path}; see `bcb_emulator.export.find_metrics`) at export time, "
+            "so this card holds no skill figures. Evaluate the model, then export again (or "
+            "pass `--metrics`).",
         ]
+    lines = [f"From `{path}` (copied to `assets.extra/{METRICS_FILE}`).", ""]
+    splits = metrics.get("splits") if isinstance(metrics, Mapping) else None
+    if isinstance(splits, Mapping) and splits:
+        lines += [
+            "Pooled over each split, area-weighted, BCB in 10⁻¹¹ kg/kg (the report's "
+            "definitions are in the file):",
+            "",
+            "| split | model | R² level 1 | R² mean over levels | RMSE level 1 | bias level 1 "
+            "| column burden R² |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for split, content in splits.items():
+            for model, m in (content.get("models") or {}).items():
+                r2, rmse, bias = (m.get(k) or [None] for k in ("r2", "rmse", "bias"))
+                valid = [x for x in r2 if x is not None]
+                mean = sum(valid) / len(valid) if valid else None
+                burden = (m.get("burden") or {}).get("r2")
+                cells = [_num(r2[0]), _num(mean), _num(rmse[0]), _num(bias[0]), _num(burden)]
+                lines.append(f"| `{split}` | `{model}` | " + " | ".join(cells) + " |")
+        return lines
     numbers = _flatten(metrics)
-    lines = [f"From `{path}` (copied to `assets.extra/{METRICS_FILE}`):", ""]
     if not numbers:
         return lines + ["The report holds no numbers."]
     lines += ["| metric | value |", "| --- | --- |"]
@@ -874,6 +928,10 @@ def _metrics_lines(metrics: Any, path: Path) -> list[str]:
     if len(numbers) > 40:
         lines += ["", f"({len(numbers) - 40} more in the report.)"]
     return lines
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def _flatten(data: Any, prefix: str = "") -> list[tuple[str, float]]:

@@ -28,6 +28,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--version", type=int, help="integer version (default: the next one)")
     parser.add_argument("--out", default="saved_models", help="base folder of all models")
     parser.add_argument(
+        "--metrics", help="metrics.json of `bcb-emulator evaluate` (default: looked for)"
+    )
+    parser.add_argument(
         "--no-verify", action="store_true", help="skip the reload check against the Keras model"
     )
     parser.set_defaults(func=_run)
