@@ -161,6 +161,52 @@ def test_no_3d_base_model_allows_only_no_fusion(tmp_path):
     assert ok.model_config({"fusion": "none"}).use_3d is False
 
 
+@pytest.mark.parametrize(
+    "epochs, factor, iterations", [(2, 2, 1), (3, 3, 1), (10, 3, 1), (27, 3, 2), (5, 2, 1)]
+)
+def test_planned_budget_is_what_keras_tuners_hyperband_oracle_schedules(
+    tmp_path, epochs, factor, iterations
+):
+    """Drives keras-tuner's own Hyperband oracle (no training) and counts its trials and the
+    epochs they add."""
+    import keras_tuner
+    from keras_tuner.src.tuners.hyperband import HyperbandOracle
+
+    hp = keras_tuner.HyperParameters()
+    hp.Float("x", 0.0, 1.0)
+    oracle = HyperbandOracle(
+        keras_tuner.Objective("val_loss", "min"),
+        max_epochs=epochs,
+        factor=factor,
+        hyperband_iterations=iterations,
+        seed=1,
+        hyperparameters=hp,
+    )
+    oracle._set_project_dir(str(tmp_path), "p")
+    oracle.verbose = 0
+    trials = trained = 0
+    while (trial := oracle.create_trial("tuner0")).status != "STOPPED":
+        values = trial.hyperparameters.values
+        trials, trained = (
+            trials + 1,
+            trained + values["tuner/epochs"] - values["tuner/initial_epoch"],
+        )
+        oracle.update_trial(trial.trial_id, {"val_loss": (trials * 0.37) % 1.0})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    config = _tune_config(
+        None,
+        tmp_path,
+        tuner="hyperband",
+        epochs=epochs,
+        hyperband_factor=factor,
+        hyperband_iterations=iterations,
+    )
+    assert config.planned_budget() == (trials, trained)
+    random = dataclasses.replace(config, tuner="random", max_trials=7)
+    assert random.planned_budget() == (7, 7 * epochs)
+
+
 def test_tune_config_file_errors_name_the_file(tmp_path):
     path = tmp_path / "tune.json"
     path.write_text(json.dumps({"out_dir": "x"}))
@@ -260,6 +306,9 @@ def test_search_windows_each_trial_at_its_T_and_resumes_after_a_kill(tiny_datase
         assert float(row["objective"]) == pytest.approx(float(row["val_loss"]))
         assert int(row["time_steps"]) == trial.values["time_steps"]
         assert int(row["epochs"]) == 1 and float(row["seconds"]) > 0
+        steps = tiny_dataset.num_batches("train", window=trial.values["time_steps"], batch_size=4)
+        assert trial.metrics["steps_per_epoch"] == steps
+        assert 0 < float(row["s_per_step"]) * steps <= float(row["seconds"])
         assert (row["sft_hidden"] == "") == (trial.values["fusion"] == "none")
         from bcb_emulator.models import build_emulator
 
@@ -301,6 +350,8 @@ def test_tune_command_hyperband_then_retrain_best(tiny_dataset, tmp_path, capsys
     trials = read_trials(config)
     # max_epochs 2, factor 3: one bracket of two trials of two epochs.
     assert len(trials) == 2 and all(t.metrics["epochs"] == 2 for t in trials)
+    assert config.planned_budget() == (2, 4)
+    assert "planned: at most 2 trials, 4 epochs in all" in out
     best = max(trials, key=lambda t: t.objective)
     assert f"best trial {best.trial_id}: val_r2_l01 {best.objective:.4f}" in out
     for trial in trials:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 from typing import Any
 
@@ -251,6 +252,32 @@ class TuneConfig:
             for tier in self.train.tiers
         )
         return dataclasses.replace(self.train, model=self.model_config(values), tiers=tiers)
+
+    def planned_budget(self) -> tuple[int, int]:
+        """``(trials, epochs)`` the search runs at most: the epochs summed over all trials.
+
+        Random and Bayesian: `max_trials` trials of `epochs` epochs (fewer when early stopping
+        ends a trial). Hyperband: keras-tuner's brackets (`hyperband_factor`, `epochs` as
+        ``max_epochs``) times `hyperband_iterations`; a round that continues a trial trains
+        only the epochs it adds. Multiply the epochs by the steps per epoch and the measured
+        seconds per step to size a sweep (``docs/tuning.md``).
+        """
+        if self.tuner != "hyperband":
+            return self.max_trials, self.max_trials * self.epochs
+        factor, max_epochs = self.hyperband_factor, self.epochs
+        brackets, e = 0, float(max_epochs)
+        while e >= 1:  # keras-tuner's HyperbandOracle._get_num_brackets
+            e, brackets = e / factor, brackets + 1
+        end_size = math.ceil(1 + math.log(max_epochs, factor))
+        trials = epochs = 0
+        for bracket in range(brackets):
+            done = 0
+            for round_ in range(bracket + 1):
+                size = math.ceil(end_size / (bracket + 1) * factor ** (bracket - round_))
+                reach = math.ceil(max_epochs / factor ** (bracket - round_))
+                trials, epochs = trials + size, epochs + size * (reach - done)
+                done = reach
+        return trials * self.hyperband_iterations, epochs * self.hyperband_iterations
 
     @property
     def project_dir(self) -> pathlib.Path:

@@ -137,7 +137,9 @@ class EmulatorHyperModel(keras_tuner.HyperModel):
             The logs of the epoch best by `TuneConfig.objective` (``loss``, ``val_loss``,
             ``val_r2``, ``val_r2_l01``, …) and the trial's cost: ``epochs`` (run here),
             ``best_epoch`` (1-based), ``seconds`` (wall time of windowing, compiling and
-            fitting), ``train_steps`` (training batches run) and ``params`` (weights).
+            fitting), ``epoch_seconds`` (wall time of the last epoch, validation included:
+            no tracing when the trial ran more than one epoch), ``steps_per_epoch``,
+            ``train_steps`` (training batches run) and ``params`` (weights).
         """
         import keras
         import numpy as np
@@ -157,6 +159,7 @@ class EmulatorHyperModel(keras_tuner.HyperModel):
         val_ds = training.windows(dataset, config, tier.val_split, shuffle=False)
         steps = training.steps_per_epoch(dataset, config, tier)
         skill = training.compile_emulator(model, config, tier, steps, self.strategy)
+        timer = _epoch_timer()
         tensorboard = [c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)]
         logs_dir = tensorboard[0].log_dir if tensorboard else pathlib.Path(trial_dir) / "logs"
         history = model.fit(
@@ -166,7 +169,11 @@ class EmulatorHyperModel(keras_tuner.HyperModel):
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
             validation_steps=config.validation_steps,
-            callbacks=[*training.epoch_callbacks(config, trial_dir, skill, logs_dir), *callbacks],
+            callbacks=[
+                timer,
+                *training.epoch_callbacks(config, trial_dir, skill, logs_dir),
+                *callbacks,
+            ],
             shuffle=False,  # the windows are shuffled by the pipeline, seeded
             verbose=verbose,
         )
@@ -183,7 +190,28 @@ class EmulatorHyperModel(keras_tuner.HyperModel):
             epochs=float(len(history.epoch)),
             best_epoch=float(history.epoch[best] + 1),
             seconds=seconds,
+            epoch_seconds=timer.seconds[-1],
+            steps_per_epoch=float(steps),
             train_steps=float(steps * len(history.epoch)),
             params=float(model.count_params()),
         )
         return result
+
+
+def _epoch_timer():
+    """A callback holding the wall time of each epoch, validation included (``.seconds``)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+            self._start = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochTimer()

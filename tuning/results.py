@@ -6,8 +6,10 @@ the table can be rewritten from the folder alone, e.g. after a distributed searc
 (`tuning.config.HYPERPARAMETERS`; ``continues``: the trial a Hyperband round continues),
 ``objective`` (the value that ranks the trials: `TuneConfig.objective` at the trial's best
 epoch), ``val_loss``, ``val_r2``, ``val_r2_l01`` (that epoch's), ``epochs`` (run),
-``best_epoch``, ``seconds`` (wall time of the trial's fit), ``s_per_step`` (seconds per
-training batch, compilation and validation included), ``params`` (weights of the model).
+``best_epoch``, ``seconds`` (wall time of the trial's fit: windowing, compiling, tracing,
+every epoch), ``s_per_step`` (the last epoch's wall time over its training batches, its
+validation included; without tracing when the trial ran more than one epoch), ``params``
+(weights of the model).
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ RESULTS_PNG = "results.png"
 #: Metrics of a trial's best epoch kept in the table.
 METRICS = ("val_loss", "val_r2", "val_r2_l01")
 #: The cost of a trial, as `EmulatorHyperModel.fit` reports it.
-COSTS = ("epochs", "best_epoch", "seconds", "train_steps", "params")
+COSTS = (
+    "epochs",
+    "best_epoch",
+    "seconds",
+    "epoch_seconds",
+    "steps_per_epoch",
+    "train_steps",
+    "params",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +49,7 @@ class TrialResult:
         continues: for a Hyperband round that goes on from an earlier trial, that trial's id.
         objective: the objective at the trial's best epoch (None until completed).
         metrics: ``val_loss``, ``val_r2``, ``val_r2_l01`` of that epoch and the cost
-            (``epochs``, ``best_epoch``, ``seconds``, ``train_steps``, ``params``).
+            (`COSTS`, as `EmulatorHyperModel.fit` returns them).
     """
 
     trial_id: str
@@ -51,8 +61,9 @@ class TrialResult:
 
     @property
     def seconds_per_step(self) -> float | None:
-        steps = self.metrics.get("train_steps")
-        return self.metrics["seconds"] / steps if steps else None
+        """The last epoch's wall time per training batch (its validation included)."""
+        steps = self.metrics.get("steps_per_epoch")
+        return self.metrics["epoch_seconds"] / steps if steps else None
 
 
 def read_trials(config: TuneConfig) -> list[TrialResult]:

@@ -65,6 +65,9 @@ def _run(args: argparse.Namespace) -> int:
         config = demo_tune_config(str(demo / "data"), str(demo / "tune"), DEMO_BUILDER_CONFIG)
     else:
         config = TuneConfig.load(args.config)
+    trials, epochs = config.planned_budget()
+    print(f"{config.tuner} search into {config.out_dir}; planned: at most {trials} trials, "
+          f"{epochs} epochs in all")  # fmt: skip
     summary = search.run_search(config, verbose=args.verbose)
     if summary.role == "worker":
         print(f"worker done: the chief writes the results into {config.out_dir}")
