@@ -198,6 +198,11 @@ class ExportedModel:
         return self.train_config.model
 
     @property
+    def target_transform(self) -> str:
+        """The space the model's target was normalized in (``"log"`` or ``"none"``)."""
+        return self.train_config.target_transform
+
+    @property
     def time_steps(self) -> int:
         """`T`, the window length."""
         return self.model_config.time_steps
@@ -277,7 +282,7 @@ def export_model(
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        write_saved_model(model, dataset.stats, config.model, tmp)
+        write_saved_model(model, dataset.stats, config.model, tmp, config.target_transform)
         extra = tmp / ASSETS_EXTRA
         extra.mkdir()
         shutil.copy2(paths[MODEL_FILE], extra / MODEL_FILE)
@@ -291,7 +296,7 @@ def export_model(
                 raise ValueError(f"`metrics` must be a metrics.json file. Received: {metrics}")
             report = json.loads(metrics_path.read_text())
             shutil.copy2(metrics_path, extra / METRICS_FILE)
-        contract = _contract(tmp, name, version, config.model, dataset)
+        contract = _contract(tmp, name, version, config, dataset)
         (extra / CONTRACT_FILE).write_text(json.dumps(contract, indent=1) + "\n")
         if verify:
             result = check_export(tmp, keras_model=model)
@@ -382,9 +387,32 @@ def _choose_version(model_root: Path, version: int | None) -> int:
 # The graph.
 
 
+#: The emission's channel in ``x2d`` (``BCB_biomass_src``), the source of the memory channels.
+EMISSION_CHANNEL = [v.name for v in variables.X2D].index("BCB_biomass_src")
+
+
+def memory_label(tau: float) -> str:
+    """The name of the emission-memory channel of time scale `tau` (days)."""
+    return f"BCB_biomass_src memory {tau:g} d"
+
+
+def x2d_moments(stats: NormalizationStats, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """float32 mean and std of the ``x2d`` channels: the 6 fields, then one per emission memory
+    (`ModelConfig.emission_memory_days`) with the emission's own: the pipeline averages the
+    normalized emission, and a weighted mean of it normalizes like the emission."""
+    m = len(config.emission_memory_days)
+    mean = np.concatenate([stats.x2d_mean, np.repeat(stats.x2d_mean[EMISSION_CHANNEL], m)])
+    std = np.concatenate([stats.x2d_std, np.repeat(stats.x2d_std[EMISSION_CHANNEL], m)])
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
 def _channel_table(config: ModelConfig) -> dict[str, list[tuple[str, str, Range]]]:
     """Per input, its channels as ``(label, units, range)``."""
     table = {"x2d": [(v.name, v.units, INPUT_RANGES.get(v.name, Range())) for v in variables.X2D]}
+    emission = variables.X2D[EMISSION_CHANNEL]
+    table["x2d"] += [
+        (memory_label(tau), emission.units, _NON_NEGATIVE) for tau in config.emission_memory_days
+    ]
     if config.use_3d:
         table["x3d"] = [
             (f"{v.name} level {k + 1}", v.units, INPUT_RANGES.get(v.name, Range()))
@@ -401,13 +429,17 @@ class _ServingGraph:
     encoders, then the fusion of `ModelConfig.fusion` (or the concatenation).
     """
 
-    def __init__(self, model, stats: NormalizationStats, config: ModelConfig):
+    def __init__(
+        self, model, stats: NormalizationStats, config: ModelConfig, target_transform: str
+    ):
         import tensorflow as tf
 
         self.tf = tf
         self.model = model
         self.config = config
         self.stats = stats
+        self.target_transform = target_transform
+        self.x2d_mean, self.x2d_std = x2d_moments(stats, config)
         self.channels = _channel_table(config)
         self.encoder_2d = model.get_layer("encoder_2d")
         self.encoder_3d = model.get_layer("encoder_3d") if config.use_3d else None
@@ -471,7 +503,7 @@ class _ServingGraph:
             return tf.identity(x)
 
     def normalize(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        out = {"x2d": self.stats.normalize_x2d(self.check("x2d", inputs["x2d"]))}
+        out = {"x2d": (self.check("x2d", inputs["x2d"]) - self.x2d_mean) / self.x2d_std}
         if self.config.use_3d:
             out["x3d"] = self.stats.normalize_x3d(self.check("x3d", inputs["x3d"]))
         return out
@@ -494,7 +526,7 @@ class _ServingGraph:
         """BCB in 10⁻¹¹ kg/kg `(B, H, W, L)` from the `(B, T, H, W, F)` fused window."""
         tf = self.tf
         z = tf.cast(self.readout(self.stack(fused)), tf.float32)  # (B, H, W, L) normalized
-        bcb = self.stats.denormalize_target(z)  # inverse of normalize_target (log transform)
+        bcb = self.stats.denormalize_target(z, self.target_transform)  # 10⁻¹¹ kg/kg
         return tf.maximum(bcb, 0.0)
 
     # The signatures.
@@ -547,7 +579,11 @@ class _ServingGraph:
 
 
 def write_saved_model(
-    model, stats: NormalizationStats, config: ModelConfig, path: str | os.PathLike
+    model,
+    stats: NormalizationStats,
+    config: ModelConfig,
+    path: str | os.PathLike,
+    target_transform: str = "log",
 ) -> Path:
     """Writes the SavedModel alone (the three signatures, no ``assets.extra``) to `path`.
 
@@ -556,13 +592,15 @@ def write_saved_model(
         stats: the statistics it was trained with; they become constants of the graph.
         config: its architecture.
         path: the folder to write.
+        target_transform: the space its target was normalized in
+            (`TrainConfig.target_transform`): ``"log"`` or ``"none"``.
 
     Returns:
         `path`.
     """
     import keras
 
-    graph = _ServingGraph(model, stats, config)
+    graph = _ServingGraph(model, stats, config, target_transform)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", graph.window, graph.specs(config.time_steps))
@@ -604,11 +642,31 @@ def _tensor_order(item) -> tuple[int, str]:
     return (order.index(item[0]) if item[0] in order else len(order), item[0])
 
 
-def _contract(path: Path, name: str, version: int, config: ModelConfig, dataset) -> dict:
+def _contract(path: Path, name: str, version: int, train_config: TrainConfig, dataset) -> dict:
     import keras
     import tensorflow as tf
 
+    config = train_config.model
     spec = dataset.spec
+    x2d = [
+        {"index": i, "name": v.name, "units": v.units, "long_name": v.long_name}
+        for i, v in enumerate(variables.X2D)
+    ]
+    emission = variables.X2D[EMISSION_CHANNEL]
+    x2d += [
+        {
+            "index": len(variables.X2D) + i,
+            "name": memory_label(tau),
+            "units": emission.units,
+            "long_name": f"emission memory: exponentially weighted mean of {emission.name} "
+            f"over the past, time scale {tau:g} days",
+            "tau_days": tau,
+        }
+        for i, tau in enumerate(config.emission_memory_days)
+    ]
+    ranges = {label: r.describe() for label, _, r in _channel_table(config)["x2d"]}
+    for channel in x2d:
+        channel["range"] = ranges[channel["name"]]
     x3d = [
         {"index": i, "name": v.name, "units": v.units, "long_name": v.long_name}
         for i, v in enumerate(variables.X3D)
@@ -627,10 +685,13 @@ def _contract(path: Path, name: str, version: int, config: ModelConfig, dataset)
         "stamp_phase": spec.stamp_phase,
         "dataset": spec.name,
         "signatures": signature_tensors(path),
-        "x2d_channels": [
-            {"index": i, "name": v.name, "units": v.units, "long_name": v.long_name}
-            for i, v in enumerate(variables.X2D)
-        ],
+        "x2d_channels": x2d,
+        "emission_memory": (
+            "channel 6 + i = m_i(t) = a m_i(t_prev) + (1 - a) e(t), a = exp(-(t - t_prev) / "
+            "tau_i), e = BCB_biomass_src, m_i = e at the first step"
+            if config.emission_memory_days
+            else "none"
+        ),
         "x3d_layout": "variable-major: channel i*L + k = variable i, level k + 1 (bottom up)",
         "x3d_variables": x3d if config.use_3d else [],
         "ranges": {k: r.describe() for k, r in INPUT_RANGES.items()},
@@ -645,6 +706,7 @@ def _contract(path: Path, name: str, version: int, config: ModelConfig, dataset)
             "content": "fused encoder features of the last T - 1 steps, oldest first; opaque",
             "features": int(model_features(config)),
         },
+        "target_transform": train_config.target_transform,
         "log_offset": dataset.stats.log_offset,
     }
 
@@ -672,13 +734,13 @@ def random_inputs(
     rng = np.random.default_rng(seed)
     out = {}
     for name, mean, std in (
-        ("x2d", stats.x2d_mean, stats.x2d_std),
+        ("x2d", *x2d_moments(stats, config)),
         ("x3d", stats.x3d_mean, stats.x3d_std),
     ):
         if name == "x3d" and not config.use_3d:
             continue
         shape = (batch, steps, config.height, config.width, mean.shape[0])
-        x = mean + std * rng.standard_normal(shape)
+        x = mean.astype(np.float64) + std * rng.standard_normal(shape)
         for c, (_, _, r) in enumerate(_channel_table(config)[name]):
             lower = -np.inf if r.lower is None else r.lower
             upper = np.inf if r.upper is None else r.upper
@@ -695,14 +757,29 @@ def relative_error(actual, expected, floor: float) -> float:
     return float(np.max(np.abs(actual - expected) / np.maximum(np.abs(expected), floor)))
 
 
-def keras_reference(model, stats: NormalizationStats, inputs: Mapping[str, np.ndarray]):
+def keras_reference(
+    model,
+    stats: NormalizationStats,
+    inputs: Mapping[str, np.ndarray],
+    target_transform: str = "log",
+):
     """The Keras model on physical `inputs`, in numpy: normalize, predict, denormalize, clip at
-    0 — what ``serving_default`` computes in the graph."""
-    normalized = {"x2d": stats.normalize_x2d(inputs["x2d"])}
+    0 — what ``serving_default`` computes in the graph. Emission-memory channels of ``x2d``
+    (after the 6 fields) are normalized with the emission's statistics."""
+    x2d = inputs["x2d"]
+    n = len(variables.X2D)
+    memory = x2d[..., n:]
+    mean, std = stats.x2d_mean[EMISSION_CHANNEL], stats.x2d_std[EMISSION_CHANNEL]
+    normalized = {
+        "x2d": np.concatenate(
+            [stats.normalize_x2d(x2d[..., :n]), (memory - np.float32(mean)) / np.float32(std)],
+            axis=-1,
+        )
+    }
     if "x3d" in inputs:
         normalized["x3d"] = stats.normalize_x3d(inputs["x3d"])
     z = model.predict(normalized, verbose=0)  # (B, H, W, L)
-    return np.maximum(stats.denormalize_target(z), 0.0)
+    return np.maximum(stats.denormalize_target(z, target_transform), 0.0)
 
 
 def check_export(
@@ -734,7 +811,11 @@ def check_export(
         served = window_fn(**window)["bcb"].numpy()
         keras_err = max(
             keras_err,
-            relative_error(served, keras_reference(keras_model, stats, window), stats.log_offset),
+            relative_error(
+                served,
+                keras_reference(keras_model, stats, window, exported.target_transform),
+                stats.log_offset,
+            ),
         )
         out = step_fn(**{k: seq[k][:, end - 1] for k in names}, state=state)
         state = out["state"]
@@ -781,7 +862,8 @@ def model_card(
         f"- Encoders {m.encoder_filters} filters ({m.encoder_blocks} × {m.encoder_kernel}×"
         f"{m.encoder_kernel} blocks), fusion `{m.fusion}`, ConvLSTM {m.lstm_layers} × "
         f"{m.lstm_filters} ({m.lstm_kernel}×{m.lstm_kernel}), peepholes `{m.peepholes}`, "
-        f"pole mode `{m.pole_mode}`; trained in `{config.mixed_precision}`.",
+        f"pole mode `{m.pole_mode}`; trained in `{config.mixed_precision}`, loss on the "
+        f"target in `{config.target_transform}` space (undone in the graph).",
         "- Full configuration: `assets.extra/train_config.json`; the Keras model: "
         "`assets.extra/model.keras`.",
         "",
@@ -852,8 +934,17 @@ def model_card(
         "| --- | --- | --- | --- |",
     ]
     for c in contract["x2d_channels"]:
-        r = INPUT_RANGES.get(c["name"], Range()).describe()
-        lines.append(f"| {c['index']} | `{c['name']}` ({c['long_name']}) | {c['units']} | {r} |")
+        lines.append(
+            f"| {c['index']} | `{c['name']}` ({c['long_name']}) | {c['units']} | {c['range']} |"
+        )
+    if m.emission_memory_days:
+        lines += [
+            "",
+            "Emission memory (channels 6 and up, `ModelConfig.emission_memory_days`): the caller "
+            "keeps, per time scale τ, m(t) = a·m(t_prev) + (1 − a)·e(t) with a = exp(−(t − "
+            "t_prev)/τ) and e = `BCB_biomass_src` in its physical units, starting at m = e at "
+            "its first step (the training pipeline starts it at each split's first step).",
+        ]
     if contract["x3d_variables"]:
         lines += [
             "",

@@ -14,7 +14,12 @@ these files like ModelE's: put them beside the other four streams of the same da
   ``signature="step"``, the raw inputs with ``"serving_default"``).
 - Resumable: a day whose output exists and was written by the same export is skipped; files
   are written under a temporary name and renamed, so an existing file is complete. An output
-  written by another export is an error unless ``overwrite``.
+  written by another export is an error unless ``overwrite``. After a skipped day the context
+  is read again from the input files (the encoded state then differs by rounding only).
+- Emission memory (`ModelConfig.emission_memory_days`): its ``x2d`` channels are computed here
+  (`emission_memory`), starting at the first step read (the context of `start`, as the
+  training pipeline starts at a split's first step) and carried from day to day; skipped days
+  are read too, so that a resumed run continues the same memory.
 - The first T − 1 steps. Step `k` of a day needs the T − 1 steps before it; for the first day
   of the range (and the first day after a skipped one) they come from the previous days' files
   in `input_dir` (as many days as T − 1 steps need). If they are missing, `predict_files`
@@ -42,7 +47,7 @@ import numpy as np
 from bcb_emulator import variables
 from bcb_emulator.data import calendar, reader
 from bcb_emulator.data.spec import DatasetSpec
-from bcb_emulator.export import ExportedModel
+from bcb_emulator.export import EMISSION_CHANNEL, ExportedModel
 
 #: The stream written.
 STREAM = variables.TARGET.stream  # taijlh1
@@ -51,7 +56,7 @@ MODEL_ATTRIBUTE = "bcb_emulator_model"
 #: Global attribute: how many of the day's first steps had padded context (``pad_first``).
 PADDED_ATTRIBUTE = "bcb_emulator_padded_steps"
 SIGNATURES = ("step", "serving_default")
-_INPUTS = ("x2d", "x3d")
+_FIELDS = ("x2d", "x3d", "times")
 _PACKING = ("_FillValue", "scale_factor", "add_offset", "valid_min", "valid_max", "valid_range")
 
 
@@ -72,12 +77,51 @@ class PredictSummary:
 
 @dataclasses.dataclass
 class _Context:
-    """The T − 1 steps before the next day: raw inputs, or their encoded `state`."""
+    """What the next day needs of the steps before it."""
 
     day: int  # the day they precede
-    frames: dict[str, np.ndarray] | None  # (T − 1, H, W, C) physical, per input
-    state: object = None  # (1, T − 1, H, W, F), signature "step"
+    frames: dict[str, np.ndarray]  # the last T − 1 steps, physical, x2d with its memory
+    state: object = None  # their encoded `state` (signature "step"); None: encode `frames`
     padded: int = 0  # steps still to come whose window holds padded frames
+    memory: np.ndarray | None = None  # (H, W, M) emission memory at the last step read
+    time: float | None = None  # that step's stamp
+
+
+def emission_memory(
+    emission: np.ndarray,
+    times: np.ndarray,
+    days: tuple[float, ...],
+    memory: np.ndarray | None = None,
+    time: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The emission-memory channels of consecutive steps (`ModelConfig.emission_memory_days`).
+
+    ``m_τ(t) = a · m_τ(t_prev) + (1 − a) · e(t)``, ``a = exp(−(t − t_prev) / τ)``, in the
+    emission's physical units; the recurrence of ``bcb_emulator.data.pipeline.emission_memory``
+    (which runs it on the normalized emission: the same after normalization).
+
+    Args:
+        emission: ``(S, H, W)`` ``BCB_biomass_src`` of the steps.
+        times: ``(S,)`` their stamps, days.
+        days: the time scales τ, days.
+        memory: ``(H, W, M)`` the memory at the step before, or None to start at the first
+            step's emission.
+        time: that step's stamp.
+
+    Returns:
+        ``(channels (S, H, W, M) float32, memory at the last step, its stamp)``.
+    """
+    tau = np.asarray(days, np.float64)
+    out = np.empty(emission.shape + (tau.size,), np.float32)
+    for k, t in enumerate(np.asarray(times, np.float64)):
+        e = np.asarray(emission[k], np.float32)[..., None]  # (H, W, 1)
+        if memory is None:
+            memory = np.repeat(e, tau.size, axis=-1)
+        else:
+            a = np.exp(-(t - time) / tau).astype(np.float32)  # (M,)
+            memory = a * memory + (1.0 - a) * e
+        out[k], time = memory, float(t)
+    return out, memory, time
 
 
 def context_frames(
@@ -98,8 +142,8 @@ def context_frames(
             (`day`'s first step if none) instead of failing.
 
     Returns:
-        ``({"x2d": (steps, H, W, 6), "x3d": (steps, H, W, 8·L)}, padded)``, oldest first;
-        `padded` is the number of repeated steps at the start.
+        ``({"x2d": (steps, H, W, 6), "x3d": (steps, H, W, 8·L), "times": (steps,)}, padded)``,
+        oldest first; `padded` is the number of repeated steps at the start.
     """
     parts: list[reader.DayData] = []  # oldest first
     previous = day - 1
@@ -118,20 +162,23 @@ def context_frames(
         parts.insert(0, reader.read_day(input_dir, previous, spec))
         previous -= 1
     if parts:
-        frames = {k: np.concatenate([getattr(p, k) for p in parts])[-steps:] for k in _INPUTS}
+        frames = {k: np.concatenate([getattr(p, k) for p in parts])[-steps:] for k in _FIELDS}
     elif steps:
         first = reader.read_day(input_dir, day, spec)
-        frames = {"x2d": first.x2d[:1], "x3d": first.x3d[:1]}
+        frames = {k: getattr(first, k)[:1] for k in _FIELDS}
     else:  # T = 1: no context
         height, width = spec.grid.shape
         channels = {"x2d": len(variables.X2D), "x3d": len(variables.X3D) * spec.n_levels}
-        return {k: np.zeros((0, height, width, c), np.float32) for k, c in channels.items()}, 0
+        frames = {k: np.zeros((0, height, width, c), np.float32) for k, c in channels.items()}
+        return {**frames, "times": np.zeros((0,), np.float64)}, 0
     padded = steps - frames["x2d"].shape[0] if parts else steps
     if padded:
+        times = frames["times"][0] - spec.dt_days * np.arange(padded, 0, -1)
         frames = {
             k: np.concatenate([np.repeat(v[:1], padded, axis=0), v if parts else v[:0]])
             for k, v in frames.items()
         }
+        frames["times"][:padded] = times  # copies of the step, at the stamps they stand for
     return {k: np.ascontiguousarray(v) for k, v in frames.items()}, padded
 
 
@@ -201,11 +248,13 @@ def predict_files(
     loaded = exported.load()
     runner = _Runner(exported, loaded, signature, batch_size)
     written, skipped, padded_total = [], [], 0
+    memory_days = exported.model_config.emission_memory_days
     context: _Context | None = None
     bar = tqdm(days, desc="predict", unit="day", disable=not progress)
     for day in bar:
         path = out_dir / variables.filename(calendar.yyyymmdd(day), STREAM)
-        if path.exists() and not overwrite and _written_by(path, identity):
+        done = path.exists() and not overwrite and _written_by(path, identity)
+        if done and not memory_days:
             skipped.append(path)
             continue
         data = reader.read_day(input_dir, day, spec)
@@ -214,9 +263,16 @@ def predict_files(
                 input_dir, day, exported.time_steps - 1, spec, pad_first
             )
             context = _Context(day, frames, padded=padded)
-        bcb, context = runner.run_day(data, context)  # (S, H, W, L)
+            _add_memory(context.frames, frames["times"], memory_days, context)
+        inputs = {"x2d": data.x2d, "x3d": data.x3d}
+        _add_memory(inputs, data.times, memory_days, context)
         affected = min(context.padded, spec.steps_per_day)
         context.padded -= affected
+        if done:  # read to carry the emission memory on; the file stays as it is
+            context = runner.carry(inputs, context)
+            skipped.append(path)
+            continue
+        bcb, context = runner.run_day(inputs, context)  # (S, H, W, L)
         padded_total += affected
         write_prediction(
             input_dir / variables.filename(calendar.yyyymmdd(day), STREAM),
@@ -231,6 +287,16 @@ def predict_files(
     return PredictSummary(written, skipped, padded_total)
 
 
+def _add_memory(inputs: dict, times: np.ndarray, days: tuple[float, ...], context: _Context):
+    """Appends the emission-memory channels to ``inputs["x2d"]``, carrying `context`'s."""
+    if not days:
+        return
+    channels, context.memory, context.time = emission_memory(
+        inputs["x2d"][..., EMISSION_CHANNEL], times, days, context.memory, context.time
+    )
+    inputs["x2d"] = np.concatenate([inputs["x2d"], channels], axis=-1)  # (S, H, W, 6 + M)
+
+
 class _Runner:
     """Runs one day through a signature, carrying the context to the next day."""
 
@@ -242,27 +308,37 @@ class _Runner:
         self.fn = loaded.signatures[signature]
         self.init = loaded.signatures["init_state"]
 
-    def run_day(self, data: reader.DayData, context: _Context) -> tuple[np.ndarray, _Context]:
-        day = {"x2d": data.x2d, "x3d": data.x3d}
+    def _frames(self, inputs, context: _Context) -> dict[str, np.ndarray]:
+        return {n: np.concatenate([context.frames[n], inputs[n]]) for n in self.names}
+
+    def _next(self, frames, context: _Context, state) -> _Context:
+        n = frames["x2d"].shape[0] - (self.t - 1)  # keep the last T − 1 steps
+        keep = {k: np.ascontiguousarray(v[n:]) for k, v in frames.items()}
+        return dataclasses.replace(context, day=context.day + 1, frames=keep, state=state)
+
+    def carry(self, inputs, context: _Context) -> _Context:
+        """The context after a day that is not computed."""
+        return self._next(self._frames(inputs, context), context, None)
+
+    def run_day(self, inputs, context: _Context) -> tuple[np.ndarray, _Context]:
+        """BCB `(S, H, W, L)` of the day's steps, and the context after it."""
+        frames = self._frames(inputs, context)
+        steps = inputs["x2d"].shape[0]
+        out = []
         if self.signature == "step":
             state = context.state
             if state is None:
-                state = self.init(**{k: context.frames[k][None] for k in self.names})["state"]
-            out = []
-            for k in range(data.x2d.shape[0]):
-                result = self.fn(**{n: day[n][k : k + 1] for n in self.names}, state=state)
+                state = self.init(**{n: context.frames[n][None] for n in self.names})["state"]
+            for k in range(steps):
+                result = self.fn(**{n: inputs[n][k : k + 1] for n in self.names}, state=state)
                 state = result["state"]
-                out.append(result["bcb"].numpy()[0])
-            return np.stack(out), _Context(data.day + 1, None, state, context.padded)
-        frames = {n: np.concatenate([context.frames[n], day[n]]) for n in self.names}
-        steps = data.x2d.shape[0]
-        out = []
+                out.append(result["bcb"].numpy())
+            return np.concatenate(out), self._next(frames, context, state)
         for start in range(0, steps, self.batch_size):
             ks = range(start, min(start + self.batch_size, steps))
             windows = {n: np.stack([frames[n][k : k + self.t] for k in ks]) for n in self.names}
             out.append(self.fn(**windows)["bcb"].numpy())
-        keep = {n: np.ascontiguousarray(frames[n][steps:]) for n in self.names}
-        return np.concatenate(out), _Context(data.day + 1, keep, None, context.padded)
+        return np.concatenate(out), self._next(frames, context, None)
 
 
 def _identity(exported: ExportedModel) -> str:

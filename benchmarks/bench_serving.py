@@ -145,7 +145,7 @@ def run_case(grid_name: str, t: int, rounds: int, workdir: pathlib.Path) -> Case
     new = {k: v[:, t - 1] for k, v in window.items()}
 
     # The pieces, from the same Keras layers (what the signatures run, without the checks).
-    graph = export._ServingGraph(model, stats, config)
+    graph = export._ServingGraph(model, stats, config, "log")
     normalized = {k: tf.constant(v) for k, v in graph_normalize(stats, seq).items()}
     last = {k: v[:, t - 1 :] for k, v in normalized.items()}
     fused = tf.function(graph.encode)(normalized)

@@ -16,8 +16,9 @@ TIME_STEPS = 3
 _CACHE: dict[str, Path] = {}
 
 
-def tiny_model_dir(dataset, out_dir: Path, **overrides) -> Path:
-    """Saves an untrained tiny emulator and its `TrainConfig` as `bcb-emulator train` does."""
+def tiny_model_dir(dataset, out_dir: Path, target_transform: str = "log", **overrides) -> Path:
+    """Saves an untrained tiny emulator and its `TrainConfig` as `bcb-emulator train` does;
+    `overrides` are `ModelConfig` fields."""
     import keras
 
     from bcb_emulator.models import build_emulator
@@ -41,6 +42,7 @@ def tiny_model_dir(dataset, out_dir: Path, **overrides) -> Path:
         out_dir=str(out_dir),
         model=model,
         tiers=(Tier("finetune", "train", "validation", epochs=1),),
+        target_transform=target_transform,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
@@ -49,12 +51,25 @@ def tiny_model_dir(dataset, out_dir: Path, **overrides) -> Path:
     return out_dir
 
 
-def tiny_export(dataset, tmp_path_factory) -> Path:
-    """The version folder of the tiny emulator, exported once per session."""
-    if "path" not in _CACHE:
+#: The variant with the optional inputs and output space: emission memory, physical target.
+MEMORY_DAYS = (0.5,)
+
+
+def tiny_export(dataset, tmp_path_factory, variant: str = "default") -> Path:
+    """The version folder of the tiny emulator, exported once per session.
+
+    `variant`: ``"default"`` (the reference paper's inputs, log target) or ``"memory"``
+    (an emission-memory channel of τ = 0.5 days, target normalized in physical space).
+    """
+    if variant not in _CACHE:
         from bcb_emulator.export import export_model
 
-        root = tmp_path_factory.mktemp("tiny_export")
-        model_dir = tiny_model_dir(dataset, root / "run")
-        _CACHE["path"] = export_model(model_dir, "tiny", root / "saved_models", dataset=dataset)
-    return _CACHE["path"]
+        root = tmp_path_factory.mktemp(f"tiny_export_{variant}")
+        if variant == "memory":
+            model_dir = tiny_model_dir(
+                dataset, root / "run", "none", emission_memory_days=MEMORY_DAYS
+            )
+        else:
+            model_dir = tiny_model_dir(dataset, root / "run")
+        _CACHE[variant] = export_model(model_dir, "tiny", root / "saved_models", dataset=dataset)
+    return _CACHE[variant]

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from serving_helpers import TIME_STEPS, tiny_export, tiny_model_dir
+from serving_helpers import MEMORY_DAYS, TIME_STEPS, tiny_export, tiny_model_dir
 
-from bcb_emulator import export
+from bcb_emulator import export, predict
 from bcb_emulator.cli import main
 from bcb_emulator.models import load_emulator
 
@@ -281,3 +281,38 @@ def test_find_metrics_takes_only_a_report_of_this_model(tmp_path):
     assert export.find_metrics(model_dir) == other
     (model_dir / "metrics.json").write_text("{}")
     assert export.find_metrics(model_dir) == model_dir / "metrics.json"
+
+
+def test_emission_memory_and_a_physical_target_are_served_as_trained(
+    tiny_dataset, tmp_path_factory
+):
+    """A model with an emission-memory channel, its target normalized in physical space: the
+    signature takes the memory in the emission's units and gives what the Keras model gives on
+    the training pipeline's windows."""
+    exported = export.ExportedModel.open(tiny_export(tiny_dataset, tmp_path_factory, "memory"))
+    assert exported.target_transform == "none"
+    contract = exported.contract
+    assert contract["x2d_channels"][6]["name"] == "BCB_biomass_src memory 0.5 d"
+    assert contract["signatures"]["serving_default"]["inputs"]["x2d"]["shape"][-1] == 7
+    # What the model trained on: the pipeline's normalized windows with the memory.
+    pipeline, _ = next(iter(tiny_dataset.windows(
+        "train", window=TIME_STEPS, batch_size=16, shuffle=False, seed=0,
+        emission_memory_days=MEMORY_DAYS,
+    )))  # fmt: skip
+    # The contract: physical inputs, the memory kept in the emission's units by the caller.
+    frames = list(tiny_dataset.frames("train").as_numpy_iterator())
+    x2d = np.stack([f["x2d"] for f in frames])  # (8, H, W, 6)
+    times = np.array([f["time"] for f in frames])
+    memory, _, _ = predict.emission_memory(x2d[..., 5], times, MEMORY_DAYS)
+    seq = {
+        "x2d": np.concatenate([x2d, memory], axis=-1),
+        "x3d": np.stack([f["x3d"] for f in frames]),
+    }
+    physical = {k: np.stack([v[s : s + TIME_STEPS] for s in range(6)]) for k, v in seq.items()}
+    mean, std = export.x2d_moments(exported.stats, exported.model_config)
+    np.testing.assert_allclose((physical["x2d"] - mean) / std, pipeline["x2d"], atol=1e-5)
+    served = exported.load().signatures["serving_default"](**physical)["bcb"].numpy()
+    model = load_emulator(exported.path / export.ASSETS_EXTRA / export.MODEL_FILE, compile=False)
+    z = model.predict({k: v.numpy() for k, v in pipeline.items()}, verbose=0)
+    expected = np.maximum(exported.stats.denormalize_target(z, "none"), 0.0)
+    assert export.relative_error(served, expected, exported.stats.log_offset) < 1e-5

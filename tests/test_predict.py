@@ -9,7 +9,7 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import pytest
-from serving_helpers import TIME_STEPS, tiny_export
+from serving_helpers import MEMORY_DAYS, TIME_STEPS, tiny_export
 
 from bcb_emulator import export, predict, variables
 from bcb_emulator.cli import main
@@ -231,3 +231,48 @@ def test_predict_refuses_a_missing_input_day_or_writing_over_the_input(exported,
     with pytest.raises(ValueError, match="`model` must be a version folder"):
         predict.predict_files(tmp_path, DUMMY_DATA, DAYS[0], DAYS[0], tmp_path / "out")
     assert not list(tmp_path.iterdir())
+
+
+def test_emission_memory_is_carried_across_days_and_through_a_resume(
+    tiny_dataset, tmp_path_factory, tmp_path
+):
+    exported = export.ExportedModel.open(tiny_export(tiny_dataset, tmp_path_factory, "memory"))
+    out = tmp_path / "out"
+    summary = predict.predict_files(
+        exported.path, DUMMY_DATA, DAYS[0], DAYS[-1], out, progress=False
+    )
+    # The memory starts at the first step read: 01-01's last T − 1 = 2 steps, the context.
+    spec = exported.spec
+    days = [reader.read_day(DUMMY_DATA, parse_date(f"2010-01-0{d}"), spec) for d in range(1, 5)]
+    x2d = np.concatenate([d.x2d for d in days])[2:]  # (14, H, W, 6)
+    times = np.concatenate([d.times for d in days])[2:]
+    memory, _, _ = predict.emission_memory(x2d[..., 5], times, MEMORY_DAYS)
+    seq = {
+        "x2d": np.concatenate([x2d, memory], axis=-1),
+        "x3d": np.concatenate([d.x3d for d in days])[2:],
+    }
+    windows = {k: np.stack([v[s : s + TIME_STEPS] for s in range(12)]) for k, v in seq.items()}
+    expected = exported.load().signatures["serving_default"](**windows)["bcb"].numpy()
+    written = np.transpose(np.concatenate([_bcb(p) for p in summary.written]), (0, 2, 3, 1))
+    assert export.relative_error(written, expected, exported.stats.log_offset) < 1e-5
+    # A resumed run reads the days it skips, so the memory after them is the same.
+    first = _bcb(_out_file(out, DAYS[2]))
+    _out_file(out, DAYS[2]).unlink()
+    again = predict.predict_files(exported.path, DUMMY_DATA, DAYS[0], DAYS[-1], out, progress=False)
+    assert again.written == [_out_file(out, DAYS[2])] and len(again.skipped) == 2
+    redone = _bcb(_out_file(out, DAYS[2]))
+    assert export.relative_error(redone, first, exported.stats.log_offset) < 1e-5
+
+
+def test_emission_memory_follows_the_recurrence():
+    emission = np.array([[[2.0]], [[0.0]], [[0.0]]])  # (3, 1, 1): one cell, a burst then none
+    times = np.array([0.0, 0.5, 1.5])
+    channels, memory, time = predict.emission_memory(emission, times, (0.5, 1.0))
+    decay = np.exp([-1.0, -0.5])  # after 0.5 d at τ = 0.5 and 1 d
+    np.testing.assert_allclose(
+        channels[:, 0, 0], [[2, 2], 2 * decay, 2 * decay * np.exp([-2, -1])], rtol=1e-6
+    )
+    assert time == 1.5
+    more, _, _ = predict.emission_memory(np.ones((1, 1, 1)), [2.0], (0.5, 1.0), memory, time)
+    a = np.exp([-1.0, -0.5])
+    np.testing.assert_allclose(more[0, 0, 0], a * memory[0, 0] + (1 - a), rtol=1e-6)
