@@ -110,6 +110,7 @@ def train(
     out_dir = pathlib.Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / CONFIG_FILE
+    _check_same_run(config, config_path)
     config.save(config_path)
 
     keras.utils.set_random_seed(config.seed)
@@ -133,6 +134,30 @@ def train(
     finally:
         keras.config.set_dtype_policy(previous_policy)
     return TrainSummary(model_path, config_path, history, strategy.num_replicas_in_sync)
+
+
+def _check_same_run(config: TrainConfig, config_path: pathlib.Path) -> None:
+    """Refuses to resume, or overwrite the config of, a run made with another configuration.
+
+    A rerun of the same config resumes; another config in the same `out_dir` would mix
+    checkpoints of two models and leave a ``train_config.json`` that does not describe the
+    saved model.
+    """
+    if not config_path.exists():
+        return
+    previous = TrainConfig.load(config_path)
+    if previous == config:
+        return
+    old, new = previous.to_dict(), config.to_dict()
+    fields = sorted(k for k in new if old.get(k) != new[k])
+    if "model" in fields:
+        fields.remove("model")
+        fields += [f"model.{k}" for k in new["model"] if old["model"].get(k) != new["model"][k]]
+    raise ValueError(
+        f"{config_path.parent} holds a run of another configuration (fields that differ: "
+        f"{', '.join(fields)}). Use another `out_dir`, or remove that folder to start afresh. "
+        f"Received: {config_path}"
+    )
 
 
 def _tier_done(config: TrainConfig, tier: Tier) -> bool:

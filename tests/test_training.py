@@ -243,3 +243,17 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_single_device(tmp_path):
     # near-zero gradients may differ in sign between the two reductions; the rest agree.
     assert float(lines["reldiff"]) < 1e-3, out.stdout
     assert float(lines["fraction_changed"]) < 0.05, out.stdout
+
+
+def test_a_run_of_another_config_is_neither_resumed_nor_overwritten(tmp_path):
+    tiers = (Tier("only", "train", "val", epochs=1),)
+    config = _config(tmp_path, tiers=tiers, per_level_metrics=False)
+    training.train(config, dataset=SYNTHETIC, verbose=0)
+    saved = (pathlib.Path(config.out_dir) / "train_config.json").read_text()
+    other = dataclasses.replace(
+        config, target_transform="none", model=dataclasses.replace(MODEL, lstm_filters=4)
+    )
+    with pytest.raises(ValueError, match=r"another configuration.*target_transform.*lstm_filters"):
+        training.train(other, dataset=SYNTHETIC, verbose=0)
+    assert (pathlib.Path(config.out_dir) / "train_config.json").read_text() == saved
+    training.train(config, dataset=_NoData(), verbose=0)  # the same config: done, nothing read
