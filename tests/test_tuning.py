@@ -216,6 +216,41 @@ def test_tune_config_file_errors_name_the_file(tmp_path):
         TuneConfig.load(tmp_path / "missing.json")
 
 
+@pytest.mark.parametrize(
+    "tuner, objective, direction",
+    [
+        ("hyperband", "val_loss", "min"),
+        ("random", "val_r2", "max"),
+        ("bayesian", "val_r2_l01", "max"),
+    ],
+)
+def test_each_tuner_is_made_with_its_objective_and_budget(tmp_path, tuner, objective, direction):
+    import keras_tuner
+
+    config = _tune_config(None, tmp_path, tuner=tuner, objective=objective, epochs=3, max_trials=5)
+    made = search.make_tuner(config)
+    expected = {
+        "hyperband": keras_tuner.Hyperband,
+        "random": keras_tuner.RandomSearch,
+        "bayesian": keras_tuner.BayesianOptimization,
+    }[tuner]
+    assert isinstance(made, expected)
+    assert (made.oracle.objective.name, made.oracle.objective.direction) == (objective, direction)
+    if tuner == "hyperband":
+        assert (made.oracle.max_epochs, made.oracle.factor) == (3, config.hyperband_factor)
+    else:
+        assert made.oracle.max_trials == 5
+    # The space as declared: conditional SFT width, log-sampled learning rate.
+    space = {hp.name: hp for hp in made.oracle.get_space().space}
+    assert set(space) == {
+        "time_steps", "encoder_filters", "lstm_filters", "lstm_layers", "fusion", "sft_hidden",
+        "learning_rate",
+    }  # fmt: skip
+    assert list(space["time_steps"].values) == [1, 2, 3]
+    assert space["sft_hidden"].conditions[0].values == ["3d_conditions_2d"]
+    assert space["learning_rate"].sampling == "log"
+
+
 # --- a search on the built tiny dataset ---------------------------------------------------
 
 
