@@ -360,16 +360,32 @@ def test_search_windows_each_trial_at_its_T_and_resumes_after_a_kill(tiny_datase
     assert sorted(p.name for p in tensorboard.iterdir()) == ["0", "1", "2"]
     assert "hparams" in _plugins_in(tensorboard / "1")
 
-    # A finished search rerun runs nothing.
-    again = search.run_search(config, dataset=_NoData(), verbose=0)
+    # A finished search rerun runs nothing; one with another space is refused, naming it.
+    again = search.run_search(config, dataset=_NoData(tiny_dataset), verbose=0)
     assert again.trials == trials
+    other = dataclasses.replace(
+        config, search_space=dataclasses.replace(TINY_SPACE, time_steps=(2,))
+    )
+    with pytest.raises(ValueError, match="fields that differ: search_space.time_steps\\)"):
+        search.run_search(other, dataset=_NoData(tiny_dataset), verbose=0)
 
 
 class _NoData:
+    """Counts windows from the stored stamps (as the check before a search does), reads none."""
+
+    def __init__(self, dataset):
+        self.num_batches = dataset.num_batches
+
     def windows(self, *args, **kwargs):
         raise AssertionError("a finished search must not read data")
 
-    num_batches = windows
+
+def test_a_T_longer_than_a_split_fails_before_the_search(tiny_dataset, tmp_path):
+    space = dataclasses.replace(TINY_SPACE, time_steps=(2, 5))  # validation holds 4 steps
+    config = _tune_config(tiny_dataset, tmp_path, search_space=space)
+    with pytest.raises(ValueError, match="split 'validation' .* no window of 5 steps. Received"):
+        search.run_search(config, dataset=_NoData(tiny_dataset), verbose=0)
+    assert not config.project_dir.exists()
 
 
 def test_tune_command_hyperband_then_retrain_best(tiny_dataset, tmp_path, capsys):

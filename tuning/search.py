@@ -159,6 +159,12 @@ def run_search(
     from bcb_emulator.training import make_strategy
 
     out_dir = pathlib.Path(config.out_dir)
+    _check_same_search(config, out_dir / CONFIG_FILE)
+    if dataset is None:
+        from bcb_emulator.data import BuiltDataset
+
+        dataset = BuiltDataset.open(config.train.data_dir, config.train.builder_config)
+    check_windows(config, dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
     me = role()
     if me != "worker":
@@ -179,6 +185,50 @@ def run_search(
     trials = results_module.read_trials(config)
     paths = results_module.write_results(config, trials)
     return TuneSummary(me, trials, results_module.best_trial(config, trials), paths)
+
+
+#: Fields a resumed search may change: more trials for a random or Bayesian search, and what
+#: ``--retrain-best`` trains (the base config's tiers and out_dir).
+RESUMABLE_CHANGES = ("max_trials", "train.tiers", "train.out_dir")
+
+
+def _check_same_search(config: TuneConfig, path: pathlib.Path) -> None:
+    """Refuses to resume a search made with another configuration (other space, tuner,
+    objective, data or training settings would mix incomparable trials); names the fields."""
+    if not path.exists():
+        return
+    old, new = TuneConfig.load(path).to_dict(), config.to_dict()
+    fields = []
+    for key in new:
+        if key in ("train", "search_space"):
+            fields += [f"{key}.{k}" for k in new[key] if old[key].get(k) != new[key][k]]
+        elif old.get(key) != new[key]:
+            fields.append(key)
+    fields = [f for f in fields if f not in RESUMABLE_CHANGES]
+    if fields:
+        raise ValueError(
+            f"{path.parent} holds a search of another configuration (fields that differ: "
+            f"{', '.join(fields)}). Use another `out_dir` (or `project_name`), or remove that "
+            f"folder to start afresh. Received: {path}"
+        )
+
+
+def check_windows(config: TuneConfig, dataset: Any) -> None:
+    """Raises `ValueError` before the search if a split the trials use (`TuneConfig.trial_tier`)
+    holds no window of one of the `time_steps` choices (counted from the stored time stamps,
+    without reading the data)."""
+    tier = config.trial_tier
+    for split, stride in ((tier.train_split, config.train.stride), (tier.val_split, 1)):
+        for steps in config.search_space.time_steps:
+            batches = dataset.num_batches(
+                split, window=steps, batch_size=config.train.batch_size, stride=stride
+            )
+            if batches < 1:
+                raise ValueError(
+                    f"`time_steps` must leave a window in every split the trials use: split "
+                    f"{split!r} of {config.train.builder_config!r} holds no window of {steps} "
+                    f"steps. Received: time_steps={list(config.search_space.time_steps)}"
+                )
 
 
 def retrain_best(config: TuneConfig, dataset: Any = None, verbose: int | str = 2):
