@@ -30,13 +30,15 @@ ensemble members or windows):
 
 ``x2d`` holds the channels of ``variables.X2D`` in registry order and ``x3d`` those of
 ``variables.X3D`` variable-major (channel ``i·L + k`` = variable `i`, level `k + 1`), the
-layout of ``bcb_emulator.data.reader.read_day``. ``bcb`` is BCB in 10⁻¹¹ kg/kg at the time of
-the last input step, levels 1..L bottom up, clipped at 0. Inside the graph: the checks
-(`INPUT_RANGES`, finiteness), the dataset's normalization, the network, the inverse of the log
-transform. ``state`` is the fused encoder features of the last T − 1 steps, oldest first
-(`F` = the ConvLSTM stack's input channels): `step` encodes only its new step and runs the
-ConvLSTM stack over the T fused frames, so a host model that calls it once per time step pays
-for the encoders once per step instead of T times.
+layout of ``bcb_emulator.data.reader.read_day``; a model with emission memory
+(`ModelConfig.emission_memory_days`) takes one more ``x2d`` channel per time scale, in the
+emission's units. ``bcb`` is BCB in 10⁻¹¹ kg/kg at the time of the last input step, levels
+1..L bottom up, clipped at 0. Inside the graph: the checks (`INPUT_RANGES`, finiteness), the
+dataset's normalization, the network, the inverse of the target transform
+(`TrainConfig.target_transform`). ``state`` is the fused encoder features of the last T − 1
+steps, oldest first (`F` = the ConvLSTM stack's input channels): `step` encodes only its new
+step and runs the ConvLSTM stack over the T fused frames, so a host model that calls it once
+per time step pays for the encoders once per step instead of T times.
 
 Example:
 

@@ -60,7 +60,7 @@ OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "ser
 GRIDS = ("coarse", "native")
 WINDOWS = (4, 48)
 #: Rounds per case: fewer where one call takes seconds (the 2°×2.5°, T = 48 window).
-ROUNDS = {("coarse", 4): 20, ("native", 4): 10, ("coarse", 48): 8, ("native", 48): 5}
+ROUNDS = {("coarse", 4): 20, ("native", 4): 10, ("coarse", 48): 8, ("native", 48): 6}
 
 
 def synthetic_stats(config: ModelConfig, grid_name: str):
