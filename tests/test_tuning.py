@@ -114,6 +114,13 @@ def test_tune_config_round_trips_through_json_and_maps_onto_training(tmp_path):
     assert [t.learning_rate for t in best.tiers] == pytest.approx([2e-3, 6e-4])
 
 
+def test_the_example_in_the_docs_is_a_valid_config():
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "tuning.md").read_text()
+    example = TuneConfig.from_json(text.split("```json\n", 1)[1].split("```", 1)[0])
+    assert example.objective == "val_r2_l01" and example.search_space.time_steps == (4, 8)
+    assert example.trial_tier.train_split == "pi_train"  # the first tier's
+
+
 @pytest.mark.parametrize(
     "make, match",
     [

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
 from typing import Any
 
@@ -323,7 +324,12 @@ class TuneConfig:
             raise ValueError(f"Tuning config {path} is invalid: {err}") from err
 
     def save(self, path: str | pathlib.Path) -> None:
-        pathlib.Path(path).write_text(self.to_json() + "\n")
+        """Writes the JSON file whole or not at all (the workers of a distributed search read
+        the file the chief writes)."""
+        path = pathlib.Path(path)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(self.to_json() + "\n")
+        os.replace(partial, path)
 
 
 def demo_tune_config(data_dir: str, out_dir: str, builder_config: str = "demo_l20") -> TuneConfig:
