@@ -316,3 +316,39 @@ def test_emission_memory_and_a_physical_target_are_served_as_trained(
     z = model.predict({k: v.numpy() for k, v in pipeline.items()}, verbose=0)
     expected = np.maximum(exported.stats.denormalize_target(z, "none"), 0.0)
     assert export.relative_error(served, expected, exported.stats.log_offset) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"time_steps": 1}, {"use_3d": False, "fusion": "none"}, {"fusion": "none"}],
+    ids=["T=1", "no 3D branch", "concatenation"],
+)
+def test_other_architectures_export_with_the_same_guarantees(tiny_dataset, tmp_path, overrides):
+    """No context (T = 1: an empty state), no ``x3d`` input, 2·F concatenated features."""
+    import keras
+
+    from bcb_emulator.config import ModelConfig
+    from bcb_emulator.models import build_emulator
+
+    height, width = tiny_dataset.spec.grid.shape
+    settings = dict(height=height, width=width, levels=3, time_steps=2, encoder_filters=8,
+                    groups=4, sft_hidden=8, lstm_filters=8, lstm_layers=1)  # fmt: skip
+    config = ModelConfig(**{**settings, **overrides})
+    keras.utils.set_random_seed(0)
+    model = build_emulator(config)
+    stats = tiny_dataset.stats
+    loaded = tf.saved_model.load(str(export.write_saved_model(model, stats, config, tmp_path)))
+    names = ["x2d", "x3d"] if config.use_3d else ["x2d"]
+    assert set(loaded.signatures["serving_default"].structured_input_signature[1]) == set(names)
+    t = config.time_steps
+    seq = export.random_inputs(stats, config, 2, t + 2)
+    state = loaded.signatures["init_state"](**{k: seq[k][:, : t - 1] for k in names})["state"]
+    assert state.shape == (2, t - 1, height, width, export.model_features(config))
+    for end in range(t, t + 3):
+        window = {k: seq[k][:, end - t : end] for k in names}
+        served = loaded.signatures["serving_default"](**window)["bcb"]
+        expected = export.keras_reference(model, stats, window)
+        assert export.relative_error(served, expected, stats.log_offset) < 1e-5
+        out = loaded.signatures["step"](**{k: seq[k][:, end - 1] for k in names}, state=state)
+        assert export.relative_error(out["bcb"], served, stats.log_offset) < 1e-5
+        state = out["state"]
