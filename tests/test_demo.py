@@ -32,3 +32,35 @@ def test_reference_model_stamps_match_the_demo_config(tmp_path):
         times = ds["time"][:]
     day = parse_date("2010-08-01")
     np.testing.assert_allclose(times, expected_times(day, spec.steps_per_day, spec.stamp_phase))
+
+
+def test_demo_export_reuses_the_version_holding_the_same_model(tiny_dataset, tmp_path):
+    """Stage 5 exports once; a rerun finds the version that holds this very model."""
+    import dataclasses
+
+    from bcb_emulator import training
+    from bcb_emulator.config import ModelConfig, Tier, TrainConfig
+
+    height, width = tiny_dataset.spec.grid.shape
+    config = TrainConfig(
+        data_dir=str(tiny_dataset.data_dir),
+        builder_config=tiny_dataset.name,
+        out_dir=str(tmp_path / "run"),
+        model=ModelConfig(
+            height=height, width=width, levels=3, time_steps=2, encoder_filters=8, groups=4,
+            sft_hidden=8, lstm_filters=8, lstm_layers=1,
+        ),
+        tiers=(Tier("only", "train", "validation", epochs=1),),
+        batch_size=4,
+        per_level_metrics=False,
+    )  # fmt: skip
+    training.train(config, verbose=0)
+    run, saved = tmp_path / "run", tmp_path / "saved_models"
+    first, exported = demo.export_demo_model(run, saved)
+    assert exported and first == saved / demo.DEMO_MODEL_NAME / "1"
+    again, exported = demo.export_demo_model(run, saved)
+    assert again == first and not exported
+    other = dataclasses.replace(config, out_dir=str(tmp_path / "other"), seed=1)
+    training.train(other, verbose=0)
+    second, exported = demo.export_demo_model(tmp_path / "other", saved)
+    assert exported and second == saved / demo.DEMO_MODEL_NAME / "2"

@@ -11,6 +11,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="run the whole pipeline on the embedded reference model's data"
     )
     parser.add_argument("--out", default="demo_output", help="working folder of the demo")
+    parser.add_argument(
+        "--saved-models", default="saved_models", help="TF Serving base folder of the export"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)
 
@@ -18,5 +21,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from bcb_emulator.demo import run_demo
 
-    run_demo(args.out, progress=not args.quiet)
+    run_demo(args.out, progress=not args.quiet, saved_models=args.saved_models)
     return 0
