@@ -136,8 +136,10 @@ INPUT_RANGES: Mapping[str, Range] = {
 class ExportCheck:
     """What `check_export` measured: largest elementwise relative errors.
 
-    The error of a value is ``|a − b| / max(|b|, log_offset)``: relative, with the log
-    transform's offset as the floor (BCB below it is zero to the model).
+    The error of a value is ``|a − b| / max(|b|, floor)``: relative, with `error_floor` as the
+    floor (the log transform's offset, below which BCB is zero to the model; for a model
+    trained in physical space, each level's standard deviation, the scale float32 resolves
+    the de-normalized output at).
 
     Attributes:
         window_vs_keras: ``serving_default`` of the SavedModel vs the Keras model on the same
@@ -753,8 +755,18 @@ def random_inputs(
     return out
 
 
-def relative_error(actual, expected, floor: float) -> float:
-    """Largest ``|actual − expected| / max(|expected|, floor)``."""
+def error_floor(stats: NormalizationStats, target_transform: str):
+    """The floor of `relative_error` for a model's output, 10⁻¹¹ kg/kg: ``log_offset`` for a
+    log-space target (``exp`` keeps relative errors relative); ``(L,)`` the standard deviation
+    of each level for a physical-space one, whose output ``z · std + mean`` is resolved to a
+    float32 rounding of that scale, not of the (possibly near-zero) result."""
+    if target_transform == "log":
+        return stats.log_offset
+    return np.maximum(stats.y_std, stats.log_offset)
+
+
+def relative_error(actual, expected, floor) -> float:
+    """Largest ``|actual − expected| / max(|expected|, floor)``; `floor` a number or ``(L,)``."""
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     return float(np.max(np.abs(actual - expected) / np.maximum(np.abs(expected), floor)))
 
@@ -808,6 +820,7 @@ def check_export(
     window_fn, init_fn, step_fn = (loaded.signatures[s] for s in SIGNATURES)
     state = init_fn(**{k: seq[k][:, : t - 1] for k in names})["state"]
     keras_err = step_err = 0.0
+    floor = error_floor(stats, exported.target_transform)
     for end in range(t, n + 1):  # the window of steps [end − T, end)
         window = {k: seq[k][:, end - t : end] for k in names}
         served = window_fn(**window)["bcb"].numpy()
@@ -816,12 +829,12 @@ def check_export(
             relative_error(
                 served,
                 keras_reference(keras_model, stats, window, exported.target_transform),
-                stats.log_offset,
+                floor,
             ),
         )
         out = step_fn(**{k: seq[k][:, end - 1] for k in names}, state=state)
         state = out["state"]
-        step_err = max(step_err, relative_error(out["bcb"].numpy(), served, stats.log_offset))
+        step_err = max(step_err, relative_error(out["bcb"].numpy(), served, floor))
     return ExportCheck(keras_err, step_err, n - t + 1)
 
 

@@ -3,6 +3,7 @@ the checks at the signature, the version folders and the model card."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -352,3 +353,17 @@ def test_other_architectures_export_with_the_same_guarantees(tiny_dataset, tmp_p
         out = loaded.signatures["step"](**{k: seq[k][:, end - 1] for k in names}, state=state)
         assert export.relative_error(out["bcb"], served, stats.log_offset) < 1e-5
         state = out["state"]
+
+
+def test_error_floor_follows_the_target_transform(tiny_dataset):
+    """A physical-space model's output is ``z · std + mean``: near zero it carries the float32
+    rounding of the terms (≈ 60 here), which is no error at the field's scale; the log-space
+    floor (10⁻³) would call it one. In log space the floor stays the offset."""
+    stats = dataclasses.replace(tiny_dataset.stats, y_mean=np.full(3, 60.0), y_std=np.full(3, 50.0))
+    expected = np.full((1, 1, 1, 3), 0.01)  # 10⁻¹¹ kg/kg, remote air
+    actual = expected + np.spacing(np.float32(60.0))  # one float32 step of the terms
+    floor = export.error_floor(stats, "none")
+    np.testing.assert_array_equal(floor, 50.0)
+    assert export.relative_error(actual, expected, floor) < 1e-5
+    assert export.relative_error(actual, expected, stats.log_offset) > export.TOLERANCE
+    assert export.error_floor(stats, "log") == stats.log_offset
