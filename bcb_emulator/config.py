@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 from typing import Any
 
@@ -44,8 +45,44 @@ def _check_positive(**values: int | float) -> None:
             raise ValueError(f"`{name}` must be > 0. Received: {name}={value!r}")
 
 
+class JsonConfig:
+    """JSON round trip of a frozen config dataclass; subclasses give `from_dict` and
+    `_DESCRIPTION` (what the file is, for error messages)."""
+
+    _DESCRIPTION = "Config"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path):
+        """Reads a JSON config file, failing with the file name on bad content."""
+        path = pathlib.Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{cls._DESCRIPTION} {path} does not exist.")
+        try:
+            return cls.from_json(path.read_text())
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{cls._DESCRIPTION} {path} is invalid: {err}") from err
+
+    def save(self, path: str | pathlib.Path) -> None:
+        """Writes the JSON file whole or not at all (a temporary file renamed into place), so
+        that a reader — a resumed run, a distributed search's worker — never sees half a file."""
+        path = pathlib.Path(path)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(self.to_json() + "\n")
+        os.replace(partial, path)
+
+
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(JsonConfig):
     """Architecture of the emulator (defaults = the reference paper's model, Erfani et al. 2025,
     on the native grid).
 
@@ -161,23 +198,15 @@ class ModelConfig:
         """Channels of the ``x3d`` input: 8 variables × `levels`, variable-major."""
         return len(variables.X3D) * self.levels
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    _DESCRIPTION = "Model config"
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        _reject_unknown(cls, data)
+        reject_unknown(cls, data)
         data = dict(data)
         if isinstance(data.get("emission_memory_days"), list):
             data["emission_memory_days"] = tuple(data["emission_memory_days"])
         return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelConfig:
-        return cls.from_dict(json.loads(text))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +233,7 @@ class Tier:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """How to train the emulator; saved as ``train_config.json`` beside the model.
 
     Attributes:
@@ -271,39 +300,17 @@ class TrainConfig:
         if len(set(names)) != len(names):
             raise ValueError(f"`tiers` must have distinct names. Received: {names}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    _DESCRIPTION = "Training config"
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        _reject_unknown(cls, data)
+        reject_unknown(cls, data)
         data = dict(data)
         if "model" in data:
             data["model"] = ModelConfig.from_dict(data["model"])
         if "tiers" in data:
             data["tiers"] = tuple(Tier(**tier) for tier in data["tiers"])
         return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        return cls.from_dict(json.loads(text))
-
-    @classmethod
-    def load(cls, path: str | pathlib.Path) -> TrainConfig:
-        """Reads a JSON config file, failing with the file name on bad content."""
-        path = pathlib.Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Training config {path} does not exist.")
-        try:
-            return cls.from_json(path.read_text())
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"Training config {path} is invalid: {err}") from err
-
-    def save(self, path: str | pathlib.Path) -> None:
-        pathlib.Path(path).write_text(self.to_json() + "\n")
 
 
 def demo_train_config(
@@ -344,7 +351,8 @@ def demo_train_config(
     )
 
 
-def _reject_unknown(cls, data: dict) -> None:
+def reject_unknown(cls, data: dict) -> None:
+    """Raises `ValueError` naming the keys of `data` that are not fields of `cls`."""
     known = {field.name for field in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:

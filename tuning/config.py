@@ -22,13 +22,19 @@ ValueError: `encoder_filters` must be a non-empty list of distinct integers > 0.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import pathlib
 from typing import Any
 
-from bcb_emulator.config import ModelConfig, Tier, TrainConfig, _check_choice, _check_positive
+from bcb_emulator.config import (
+    JsonConfig,
+    ModelConfig,
+    Tier,
+    TrainConfig,
+    _check_choice,
+    _check_positive,
+    reject_unknown,
+)
 from bcb_emulator.options import FUSIONS
 
 #: Tuners: keras-tuner's `Hyperband`, `RandomSearch` and `BayesianOptimization`.
@@ -87,7 +93,7 @@ def _check_range(name: str, values: Any, kind: type) -> tuple:
 
 
 @dataclasses.dataclass(frozen=True)
-class SearchSpace:
+class SearchSpace(JsonConfig):
     """What the search may pick, per hyperparameter: a list of choices or a ``[min, max]``
     range (both ends included). One choice, or ``min == max``, fixes the value.
 
@@ -129,12 +135,12 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: dict) -> SearchSpace:
-        _reject_unknown(cls, data)
+        reject_unknown(cls, data)
         return cls(**data)
 
 
 @dataclasses.dataclass(frozen=True)
-class TuneConfig:
+class TuneConfig(JsonConfig):
     """A hyperparameter search: the data and fixed settings, the space, the tuner, the budget.
 
     Attributes:
@@ -291,9 +297,11 @@ class TuneConfig:
         data["search_space"] = self.search_space.to_dict()
         return data
 
+    _DESCRIPTION = "Tuning config"
+
     @classmethod
     def from_dict(cls, data: dict) -> TuneConfig:
-        _reject_unknown(cls, data)
+        reject_unknown(cls, data)
         data = dict(data)
         if "train" not in data:
             raise ValueError(
@@ -304,32 +312,6 @@ class TuneConfig:
         if "search_space" in data:
             data["search_space"] = SearchSpace.from_dict(data["search_space"])
         return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> TuneConfig:
-        return cls.from_dict(json.loads(text))
-
-    @classmethod
-    def load(cls, path: str | pathlib.Path) -> TuneConfig:
-        """Reads a JSON config file, failing with the file name on bad content."""
-        path = pathlib.Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Tuning config {path} does not exist.")
-        try:
-            return cls.from_json(path.read_text())
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"Tuning config {path} is invalid: {err}") from err
-
-    def save(self, path: str | pathlib.Path) -> None:
-        """Writes the JSON file whole or not at all (the workers of a distributed search read
-        the file the chief writes)."""
-        path = pathlib.Path(path)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        partial.write_text(self.to_json() + "\n")
-        os.replace(partial, path)
 
 
 def demo_tune_config(data_dir: str, out_dir: str, builder_config: str = "demo_l20") -> TuneConfig:
@@ -366,13 +348,3 @@ def demo_tune_config(data_dir: str, out_dir: str, builder_config: str = "demo_l2
         val_split="validation",
         seed=4,
     )
-
-
-def _reject_unknown(cls, data: dict) -> None:
-    known = {field.name for field in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(
-            f"`{cls.__name__}` has no fields {unknown}; known: {sorted(known)}. "
-            f"Received: {sorted(data)}"
-        )
