@@ -38,22 +38,11 @@ def test_demo_export_reuses_the_version_holding_the_same_model(tiny_dataset, tmp
     """Stage 5 exports once; a rerun finds the version that holds this very model."""
     import dataclasses
 
-    from bcb_emulator import training
-    from bcb_emulator.config import ModelConfig, Tier, TrainConfig
+    from tiny import tiny_train_config
 
-    height, width = tiny_dataset.spec.grid.shape
-    config = TrainConfig(
-        data_dir=str(tiny_dataset.data_dir),
-        builder_config=tiny_dataset.name,
-        out_dir=str(tmp_path / "run"),
-        model=ModelConfig(
-            height=height, width=width, levels=3, time_steps=2, encoder_filters=8, groups=4,
-            sft_hidden=8, lstm_filters=8, lstm_layers=1,
-        ),
-        tiers=(Tier("only", "train", "validation", epochs=1),),
-        batch_size=4,
-        per_level_metrics=False,
-    )  # fmt: skip
+    from bcb_emulator import training
+
+    config = tiny_train_config(tiny_dataset, tmp_path / "run", per_level_metrics=False)
     training.train(config, verbose=0)
     run, saved = tmp_path / "run", tmp_path / "saved_models"
     first, exported = demo.export_demo_model(run, saved)

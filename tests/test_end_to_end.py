@@ -13,10 +13,11 @@ import pathlib
 import keras
 import numpy as np
 import tensorflow as tf
+from tiny import tiny_train_config
 
 from bcb_emulator import training
 from bcb_emulator.cli import main
-from bcb_emulator.config import ModelConfig, Tier, TrainConfig
+from bcb_emulator.config import Tier, TrainConfig
 from bcb_emulator.models import load_emulator
 
 
@@ -33,32 +34,12 @@ class _CountBatches(keras.callbacks.Callback):
 
 
 def _config(dataset, out_dir, **overrides) -> TrainConfig:
-    height, width = dataset.spec.grid.shape
-    model = ModelConfig(
-        height=height,
-        width=width,
-        levels=dataset.spec.n_levels,
-        time_steps=2,
-        encoder_filters=8,
-        groups=4,
-        sft_hidden=8,
-        lstm_filters=8,
-        lstm_layers=1,
+    """Two one-epoch tiers of the tiny model (pre-industrial, then modern)."""
+    tiers = (
+        Tier("pretrain", "pi_train", "validation", epochs=1),
+        Tier("finetune", "train", "validation", epochs=1),
     )
-    settings = dict(
-        tiers=(
-            Tier("pretrain", "pi_train", "validation", epochs=1),
-            Tier("finetune", "train", "validation", epochs=1),
-        ),
-        batch_size=4,
-    )
-    return TrainConfig(
-        data_dir=str(dataset.data_dir),
-        builder_config=dataset.name,
-        out_dir=str(out_dir),
-        model=model,
-        **{**settings, **overrides},
-    )
+    return tiny_train_config(dataset, out_dir, **{"tiers": tiers, **overrides})
 
 
 def test_train_command_on_the_built_dataset(tiny_dataset, tmp_path, capsys):

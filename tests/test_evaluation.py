@@ -152,30 +152,13 @@ def test_persistence_is_the_truth_one_day_earlier():
 
 def _train_tiny(dataset, out, memory=(), transform="log"):
     """A tiny emulator trained for one epoch on the tiny dataset, into `out`."""
-    from bcb_emulator import training
-    from bcb_emulator.config import ModelConfig, Tier, TrainConfig
+    from tiny import tiny_model_config, tiny_train_config
 
-    height, width = dataset.spec.grid.shape
-    config = TrainConfig(
-        data_dir=str(dataset.data_dir),
-        builder_config=dataset.name,
-        out_dir=str(out),
-        model=ModelConfig(
-            height=height,
-            width=width,
-            levels=3,
-            time_steps=2,
-            encoder_filters=8,
-            groups=4,
-            sft_hidden=8,
-            lstm_filters=8,
-            lstm_layers=1,
-            emission_memory_days=memory,
-        ),  # fmt: skip
-        tiers=(Tier("only", "train", "validation", epochs=1),),
-        batch_size=4,
-        per_level_metrics=False,
-        target_transform=transform,
+    from bcb_emulator import training
+
+    model = tiny_model_config(dataset, emission_memory_days=memory)
+    config = tiny_train_config(
+        dataset, out, model=model, per_level_metrics=False, target_transform=transform
     )
     training.train(config, verbose=0)
     return out
