@@ -87,6 +87,23 @@ def simulate(out: Path, progress: bool = True) -> Path:
     return modele_dir
 
 
+def _set_aside_if_changed(folder: Path, config_file: str, config) -> None:
+    """Renames `folder` to ``<folder>.previous-<n>`` if it holds a run of another config.
+
+    A newer version of the demo may train or tune differently; training and tuning refuse to
+    resume another configuration's run, and nothing is deleted: the old run is kept aside.
+    """
+    path = folder / config_file
+    if not path.exists() or type(config).load(path) == config:
+        return
+    n = 1
+    while folder.with_name(f"{folder.name}.previous-{n}").exists():
+        n += 1
+    aside = folder.with_name(f"{folder.name}.previous-{n}")
+    folder.rename(aside)
+    print(f"[demo] {folder} held a run of another configuration (an older demo): moved to {aside}")
+
+
 #: TF Serving's model name of the demo's export.
 DEMO_MODEL_NAME = "bcb_demo"
 
@@ -138,6 +155,7 @@ def run_demo(
 
     t2 = time.perf_counter()
     config = demo_train_config(str(data_dir), str(out / "training"), DEMO_BUILDER_CONFIG)
+    _set_aside_if_changed(out / "training", "train_config.json", config)
     summary = train(config, dataset=dataset, verbose=2 if progress else 0)
     print(f"[demo 3/6] trained and saved {summary.model_path} with its config "
           f"{summary.config_path} ({time.perf_counter() - t2:.0f} s)")  # fmt: skip
@@ -162,6 +180,7 @@ def run_demo(
 
     t5 = time.perf_counter()
     tune = demo_tune_config(str(data_dir), str(out / "tune"), DEMO_BUILDER_CONFIG)
+    _set_aside_if_changed(out / "tune", search.CONFIG_FILE, tune)
     found = search.run_search(tune, dataset=dataset, verbose=0)
     best = found.best
     best_text = f"; best {tune.objective} {best.objective:.4f}: {best.values}" if best else ""

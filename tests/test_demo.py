@@ -53,3 +53,24 @@ def test_demo_export_reuses_the_version_holding_the_same_model(tiny_dataset, tmp
     training.train(other, verbose=0)
     second, exported = demo.export_demo_model(tmp_path / "other", saved)
     assert exported and second == saved / demo.DEMO_MODEL_NAME / "2"
+
+
+def test_a_run_of_an_older_demo_config_is_set_aside_not_deleted(tmp_path):
+    import dataclasses
+
+    from bcb_emulator.config import demo_train_config
+
+    folder = tmp_path / "training"
+    new = demo_train_config("d", str(folder), "demo_l20")
+    old = dataclasses.replace(new, target_transform="log")  # an older demo's loss
+    folder.mkdir()
+    old.save(folder / "train_config.json")
+    (folder / "model.keras").write_text("old model")
+    demo._set_aside_if_changed(folder, "train_config.json", new)
+    assert not folder.exists()
+    assert (tmp_path / "training.previous-1" / "model.keras").read_text() == "old model"
+    folder.mkdir()
+    new.save(folder / "train_config.json")
+    demo._set_aside_if_changed(folder, "train_config.json", new)  # the same config: kept
+    assert (folder / "train_config.json").exists()
+    assert not (tmp_path / "training.previous-2").exists()
