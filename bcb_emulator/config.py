@@ -39,6 +39,52 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
         raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+#: What each field annotation of the configs accepts: no truthy strings, no silent coercion.
+_TYPE_CHECKS = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (_is_number, "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "int | None": (lambda v: v is None or _TYPE_CHECKS["int"][0](v), "an integer or null"),
+    "tuple[float, ...]": (
+        lambda v: isinstance(v, tuple) and all(_is_number(x) for x in v),
+        "a list of numbers",
+    ),
+}
+
+
+def _check_types(config) -> None:
+    """Raises `TypeError` naming the first field whose value is not of its annotated type."""
+    for field in dataclasses.fields(config):
+        check = _TYPE_CHECKS.get(str(field.type))
+        value = getattr(config, field.name)
+        if check is not None and not check[0](value):
+            raise TypeError(
+                f"`{field.name}` of {type(config).__name__} must be {check[1]}. "
+                f"Received: {field.name}={value!r} ({type(value).__name__})"
+            )
+
+
+def _check_at_least(minimum: float, **values: int | float | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < minimum:
+            raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
+
+
+def _dict_of_fields(cls, data: Any) -> dict:
+    """`data` as the fields of `cls`, or a `ValueError` saying a JSON object was expected."""
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"`{cls.__name__}` must be a JSON object of its fields. Received: {type(data).__name__}"
+        )
+    reject_unknown(cls, data)
+    return dict(data)
+
+
 def _check_positive(**values: int | float) -> None:
     for name, value in values.items():
         if not value > 0:
@@ -140,14 +186,20 @@ class ModelConfig(JsonConfig):
     emission_memory_days: tuple[float, ...] = ()
 
     def __post_init__(self):
+        _check_types(self)
         _check_positive(
             height=self.height,
             width=self.width,
             levels=self.levels,
             time_steps=self.time_steps,
             encoder_filters=self.encoder_filters,
+            encoder_kernel=self.encoder_kernel,
+            encoder_blocks=self.encoder_blocks,
+            groups=self.groups,
+            sft_hidden=self.sft_hidden,
             lstm_filters=self.lstm_filters,
             lstm_layers=self.lstm_layers,
+            lstm_kernel=self.lstm_kernel,
         )
         _check_choice("fusion", self.fusion, FUSIONS)
         _check_choice("peepholes", self.peepholes, PEEPHOLES)
@@ -202,8 +254,7 @@ class ModelConfig(JsonConfig):
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        reject_unknown(cls, data)
-        data = dict(data)
+        data = _dict_of_fields(cls, data)
         if isinstance(data.get("emission_memory_days"), list):
             data["emission_memory_days"] = tuple(data["emission_memory_days"])
         return cls(**data)
@@ -229,6 +280,7 @@ class Tier:
     learning_rate: float = 1e-3
 
     def __post_init__(self):
+        _check_types(self)
         _check_positive(epochs=self.epochs, learning_rate=self.learning_rate)
 
 
@@ -290,7 +342,21 @@ class TrainConfig(JsonConfig):
     seed: int = 0
 
     def __post_init__(self):
+        _check_types(self)
+        if not isinstance(self.model, ModelConfig):
+            raise TypeError(f"`model` must be a ModelConfig. Received: {self.model!r}")
+        if not isinstance(self.tiers, tuple) or not all(isinstance(t, Tier) for t in self.tiers):
+            raise TypeError(f"`tiers` must be a tuple of Tier. Received: {self.tiers!r}")
         _check_positive(batch_size=self.batch_size, stride=self.stride)
+        _check_at_least(1, steps_per_epoch=self.steps_per_epoch)
+        _check_at_least(1, validation_steps=self.validation_steps)
+        _check_at_least(0, weight_decay=self.weight_decay, seed=self.seed)
+        _check_at_least(0, early_stopping_patience=self.early_stopping_patience)
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(
+                "`warmup_fraction` must be in [0, 1). "
+                f"Received: warmup_fraction={self.warmup_fraction!r}"
+            )
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         _check_choice("distribution", self.distribution, DISTRIBUTIONS)
         _check_choice("target_transform", self.target_transform, TARGET_TRANSFORMS)
@@ -304,12 +370,16 @@ class TrainConfig(JsonConfig):
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        reject_unknown(cls, data)
-        data = dict(data)
+        data = _dict_of_fields(cls, data)
         if "model" in data:
             data["model"] = ModelConfig.from_dict(data["model"])
         if "tiers" in data:
-            data["tiers"] = tuple(Tier(**tier) for tier in data["tiers"])
+            if not isinstance(data["tiers"], list | tuple):
+                raise TypeError(
+                    "`tiers` must be a list of tier objects. "
+                    f"Received: tiers={data['tiers']!r} ({type(data['tiers']).__name__})"
+                )
+            data["tiers"] = tuple(Tier(**_dict_of_fields(Tier, t)) for t in data["tiers"])
         return cls(**data)
 
 

@@ -90,3 +90,14 @@ def test_cli_with_the_configs_own_ranges_succeeds_without_tfds_noise(tmp_path):
     everything = result.stdout + result.stderr
     for noise in ("Downloading and preparing", "Unknown size", "cuda", "oneDNN", "absl"):
         assert noise not in everything, noise
+
+
+def test_a_split_name_given_twice_is_refused(tmp_path, capsys):
+    from bcb_emulator.cli import main
+
+    argv = ["build-dataset", "--input", str(DUMMY), "--data-dir", str(tmp_path)]
+    argv += ["--config", "tiny_l3", "--split", "train=2010-01-01:2010-01-01"]
+    argv += ["--split", "train=2010-01-02:2010-01-02", "--name", "twice"]
+    assert main(argv) == 2
+    assert "`--split` names must be distinct: ['train']" in capsys.readouterr().err
+    assert not (tmp_path / "modele_bcb").exists()

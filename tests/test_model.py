@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -272,3 +273,51 @@ def test_emission_memory_and_target_transform_round_trip_and_are_checked(tmp_pat
     small = dict(time_steps=2, encoder_filters=8, lstm_filters=8, sft_hidden=8, groups=4)
     emulator = build_emulator(dataclasses.replace(model, **small))
     assert emulator.input["x2d"].shape == (None, 2, 8, 12, 8)
+
+
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"area_weighted": "false"}, "area_weighted"),  # a truthy string is not true
+        ({"batch_size": "8"}, "batch_size"),
+        ({"batch_size": 8.0}, "batch_size"),
+        ({"learning_rate": "fast"}, None),  # not a TrainConfig field: refused by name
+        ({"tiers": {"pretrain": {}}}, "tiers"),
+        ({"tiers": [{"name": "a", "train_split": "x", "val_split": "y", "epochs": 1.5}]}, "epochs"),
+        (
+            {
+                "tiers": [
+                    {"name": "a", "train_split": "x", "val_split": "y", "learning_rate": "fast"}
+                ]
+            },
+            "learning_rate",
+        ),  # fmt: skip
+        ({"steps_per_epoch": -1}, "steps_per_epoch"),
+        ({"steps_per_epoch": 0}, "steps_per_epoch"),
+        ({"validation_steps": 0}, "validation_steps"),
+        ({"warmup_fraction": -0.5}, "warmup_fraction"),
+        ({"warmup_fraction": 1.0}, "warmup_fraction"),
+        ({"weight_decay": -1e-4}, "weight_decay"),
+        ({"jit_compile": 1}, "jit_compile"),
+        ({"model": {"lstm_layers": "3"}}, "lstm_layers"),
+        ({"model": {"use_3d": "no"}}, "use_3d"),
+        ({"model": {"encoder_kernel": 0}}, "encoder_kernel"),
+        ({"model": [1, 2]}, "ModelConfig"),
+    ],
+)
+def test_train_config_files_are_checked_field_by_field(tmp_path, bad, field):
+    """Wrong types and out-of-range numbers fail naming the file and the field (no coercion)."""
+    from bcb_emulator.cli import main
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"data_dir": "d", "builder_config": "c", "out_dir": "o", **bad}))
+    with pytest.raises(ValueError, match=f"{path}.*`{field or 'TrainConfig'}"):
+        TrainConfig.load(path)
+    assert main(["train", "--config", str(path)]) == 2  # a clear error, not a traceback
+
+
+def test_a_config_file_must_be_an_object(tmp_path):
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="`TrainConfig` must be a JSON object.*Received: list"):
+        TrainConfig.load(path)

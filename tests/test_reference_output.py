@@ -118,3 +118,10 @@ def test_cli_simulate_and_bad_dates(tmp_path, capsys):
                    "--out", str(tmp_path)])  # fmt: skip
     assert status == 2
     assert "noleap" in capsys.readouterr().err
+
+
+def test_negative_spinup_is_refused(tmp_path, capsys):
+    argv = ["simulate", "--preset", "demo", "--start", "2010-07-01", "--end", "2010-07-01"]
+    assert main([*argv, "--out", str(tmp_path), "--spinup-days", "-2", "--quiet"]) == 2
+    assert "`spinup_days` must be an integer >= 0" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -53,6 +53,13 @@ def add_parser(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from bcb_emulator.data import build_dataset
 
+    names = [name for name, _ in args.split or []]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(
+            f"`--split` names must be distinct: {repeated} given more than once. "
+            f"Received: {[f'{n}={a}:{b}' for n, (a, b) in args.split]}"
+        )
     dataset = build_dataset(
         args.input,
         args.data_dir,

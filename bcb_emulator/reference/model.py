@@ -83,6 +83,11 @@ class SimulationConfig:
         VerticalGrid(self.n_levels)
         if DAY % self.dt or self.dt <= 0:
             raise ValueError(f"`dt` must divide one day. Received: dt={self.dt}")
+        if not isinstance(self.spinup_days, int) or self.spinup_days < 0:
+            raise ValueError(
+                "`spinup_days` must be an integer >= 0 (days simulated before `start`). "
+                f"Received: spinup_days={self.spinup_days!r}"
+            )
         steps_per_day = int(DAY // self.dt)
         for name in ("output_every", "met_every"):
             value = getattr(self, name)
