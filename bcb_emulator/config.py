@@ -103,6 +103,20 @@ class JsonConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    def differences(self, other: JsonConfig) -> list[str]:
+        """The fields whose values differ from `other`'s, nested ones dotted (``model.levels``)."""
+
+        def walk(a: dict, b: dict, prefix: str) -> list[str]:
+            out = []
+            for key in b:
+                if isinstance(a.get(key), dict) and isinstance(b[key], dict):
+                    out += walk(a[key], b[key], f"{prefix}{key}.")
+                elif a.get(key) != b[key]:
+                    out.append(f"{prefix}{key}")
+            return out
+
+        return walk(self.to_dict(), other.to_dict(), "")
+
     @classmethod
     def from_json(cls, text: str):
         return cls.from_dict(json.loads(text))

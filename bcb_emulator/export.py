@@ -927,22 +927,14 @@ def model_card(
         "(`docs/serving.md`). Values must be finite; the ranges below are checked in the "
         "graph and a request outside them fails with the variable named.",
         "",
-        "| signature | input | shape | graph tensor (C API) |",
-        "| --- | --- | --- | --- |",
     ]
-    for sig, sides in contract["signatures"].items():
-        for key, t in sides["inputs"].items():
-            lines.append(f"| `{sig}` | `{key}` | {_shape(t['shape'])} | `{t['tensor']}` |")
+    for side in ("inputs", "outputs"):
+        lines += [f"| signature | {side[:-1]} | shape | graph tensor (C API) |", "| --- " * 4 + "|"]
+        for sig, sides in contract["signatures"].items():
+            for key, t in sides[side].items():
+                lines.append(f"| `{sig}` | `{key}` | {_shape(t['shape'])} | `{t['tensor']}` |")
+        lines.append("")
     lines += [
-        "",
-        "| signature | output | shape | graph tensor (C API) |",
-        "| --- | --- | --- | --- |",
-    ]
-    for sig, sides in contract["signatures"].items():
-        for key, t in sides["outputs"].items():
-            lines.append(f"| `{sig}` | `{key}` | {_shape(t['shape'])} | `{t['tensor']}` |")
-    lines += [
-        "",
         "`x2d` channels, in order:",
         "",
         "| channel | variable | units | checked range |",

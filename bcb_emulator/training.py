@@ -145,14 +145,10 @@ def _check_same_run(config: TrainConfig, config_path: pathlib.Path) -> None:
     """
     if not config_path.exists():
         return
-    previous = TrainConfig.load(config_path)
-    if previous == config:
+    differing = TrainConfig.load(config_path).differences(config)
+    if not differing:
         return
-    old, new = previous.to_dict(), config.to_dict()
-    fields = sorted(k for k in new if old.get(k) != new[k])
-    if "model" in fields:
-        fields.remove("model")
-        fields += [f"model.{k}" for k in new["model"] if old["model"].get(k) != new["model"][k]]
+    fields = sorted(differing, key=lambda f: ("." in f, f))  # top-level fields, then nested
     raise ValueError(
         f"{config_path.parent} holds a run of another configuration (fields that differ: "
         f"{', '.join(fields)}). Use another `out_dir`, or remove that folder to start afresh. "

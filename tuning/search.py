@@ -197,13 +197,7 @@ def _check_same_search(config: TuneConfig, path: pathlib.Path) -> None:
     objective, data or training settings would mix incomparable trials); names the fields."""
     if not path.exists():
         return
-    old, new = TuneConfig.load(path).to_dict(), config.to_dict()
-    fields = []
-    for key in new:
-        if key in ("train", "search_space"):
-            fields += [f"{key}.{k}" for k in new[key] if old[key].get(k) != new[key][k]]
-        elif old.get(key) != new[key]:
-            fields.append(key)
+    fields = TuneConfig.load(path).differences(config)
     fields = [f for f in fields if f not in RESUMABLE_CHANGES]
     if fields:
         raise ValueError(
