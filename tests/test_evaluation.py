@@ -228,6 +228,11 @@ def test_evaluate_command_writes_the_report_and_consistent_metrics(trained, tiny
     # Persistence: second-day steps whose previous-day step is a sample (step 0 is not: T = 2).
     assert train["models"]["persistence"]["n_steps"] == 3
     assert set(train["models"]["emulator"]["regions"]) == set(regions.region_names())
+    # One calendar month: its monthly metrics are the pooled ones.
+    assert list(train["models"]["emulator"]["months"]) == ["2010-01"]
+    np.testing.assert_allclose(
+        train["models"]["emulator"]["months"]["2010-01"]["r2"], train["models"]["emulator"]["r2"]
+    )
 
     # The emulator's pooled R² and bias equal a direct computation on its predictions.
     r2, pred, y, w = _direct_r2(tiny_dataset, trained, (), "log")
@@ -251,3 +256,38 @@ def test_evaluate_refuses_unknown_splits_and_reserved_names(trained, tmp_path):
         run_evaluation(trained, ["test"], tmp_path / "r", compare={"nint": str(trained)})
     with pytest.raises(FileNotFoundError, match="model.keras"):
         run_evaluation(tmp_path, ["test"], tmp_path / "r")
+
+
+def test_the_long_run_month_by_month(tmp_path):
+    """Monthly skill, the daily mass ratio and the monthly trend on a hand-made two-month run."""
+    from bcb_emulator.evaluation import report, skill
+    from bcb_emulator.evaluation.evaluate import SplitSkill
+
+    # 2010-01-31 and 2010-02-01, two steps a day; one cell, one level.
+    times = [58430.25, 58430.75, 58431.25, 58431.75]
+    truth, emulator = np.array([1.0, 3.0, 2.0, 6.0]), np.array([1.0, 3.0, 3.0, 4.0])
+    assert [regions.year_month_of(t) for t in times] == ["2010-01"] * 2 + ["2010-02"] * 2
+    months = {}
+    for model, pred in (("emulator", emulator), ("nint", np.full(4, 3.0))):
+        months[model] = {}
+        for month, here in (("2010-01", slice(0, 2)), ("2010-02", slice(2, 4))):
+            m = months[model][month] = skill.Moments(1, 1)
+            m.update(_fields(truth[here], (2, 1, 1, 1)), _fields(pred[here], (2, 1, 1, 1)),
+                     np.ones((1, 1, 1)))  # fmt: skip
+    result = SplitSkill(
+        split="year", models=("emulator", "nint"), pooled={}, pooled_log={}, per_step={},
+        seasons={}, months=months, burden={}, n_steps={}, times=times,
+        mass={"truth": list(truth * 10), "emulator": list(emulator * 10), "nint": [30.0] * 4},
+        emission=[], burden_sum={}, cells=[], series={},
+    )  # fmt: skip
+    days, ratio = report.daily_mass_ratio(result)
+    np.testing.assert_array_equal(days, [58430, 58431])
+    np.testing.assert_allclose(ratio, [4 / 4, 7 / 8])
+    # January: perfect (R² 1); February: R² = 1 − (1 + 4) / (4 + 4) = 0.375.
+    assert months["emulator"]["2010-02"].r2()[0, 0] == pytest.approx(0.375)
+    assert report.monthly_trend(result) == pytest.approx(0.375 - 1.0)
+    table = report._monthly_table(result)
+    assert table[2].startswith("| 2010-01 | 1 | ") and "| 1.000 (1.000–1.000) |" in table[2]
+    assert table[3].startswith("| 2010-02 | 0.375 | ") and "| 0.875 (0.875–0.875) |" in table[3]
+    report._plot_monthly(result, tmp_path / "monthly.png")
+    assert (tmp_path / "monthly.png").stat().st_size > 1000

@@ -63,6 +63,8 @@ class SplitSkill:
         pooled_log: per model, `skill.Moments` of ``log(BCB + offset)``, global.
         per_step: per model, `skill.PerStepMean`, global, physical units.
         seasons: per model and season, `skill.Moments`, global, physical units.
+        months: per model and calendar month ``"YYYY-MM"`` present, `skill.Moments`, global,
+            physical units (the long run's monthly skill).
         burden: per model, `skill.Moments` of the column burden (kg m⁻², one "level").
         n_steps: samples per model.
         times: ``(N,)`` time stamps of the samples, days since 1850-01-01.
@@ -81,6 +83,7 @@ class SplitSkill:
     pooled_log: dict
     per_step: dict
     seasons: dict
+    months: dict
     burden: dict
     n_steps: dict
     times: list
@@ -109,6 +112,10 @@ class SplitSkill:
                 season: {k: v[0].tolist() for k, v in moments.result().items()}
                 for season, moments in self.seasons[model].items()
                 if moments.sums["w"].any()
+            }
+            result["months"] = {
+                month: {k: v[0].tolist() for k, v in moments.result().items()}
+                for month, moments in self.months[model].items()
             }
             result["burden"] = {k: float(v[0, 0]) for k, v in self.burden[model].result().items()}
             result["n_steps"] = self.n_steps[model]
@@ -231,6 +238,7 @@ def evaluate(
             pooled_log={m: skill.Moments(1, levels) for m in names},
             per_step={m: skill.PerStepMean(1, levels) for m in names},
             seasons={m: {s: skill.Moments(1, levels) for s in regions.SEASONS} for m in names},
+            months={m: {} for m in names},
             burden={m: skill.Moments(1, 1) for m in names},
             n_steps=dict.fromkeys(names, 0),
             times=[],
@@ -273,6 +281,7 @@ def evaluate(
             acc.burden_sum[TRUTH] += truth_burden[..., 0].sum(axis=0)
             acc.series[TRUTH].append(truth[:, rows, cols, 0])
             seasons = np.array([regions.season_of(t) for t in times])
+            months = np.array([regions.year_month_of(t) for t in times])
             for name, pred in predictions.items():
                 keep = have if name == PERSISTENCE else np.ones(len(times), bool)
                 mass = np.full(len(times), np.nan)
@@ -285,6 +294,10 @@ def evaluate(
                     for season in set(seasons[keep]):
                         here = seasons[keep] == season
                         acc.seasons[name][season].update(y[here], p[here], global_mask)
+                    for month in sorted(set(months[keep])):
+                        here = months[keep] == month
+                        moments = acc.months[name].setdefault(month, skill.Moments(1, levels))
+                        moments.update(y[here], p[here], global_mask)
                     burden = skill.column_burden(p, air)[..., None]
                     acc.burden[name].update(truth_burden[keep], burden, global_mask)
                     mass[keep] = skill.global_mass(p, air, area)
@@ -311,6 +324,7 @@ def metrics_json(
             "per_step": "each metric per time step over the grid, then averaged over the steps",
             "regions": "pooled within each GFED basis region box and REMOTE",
             "seasons": "pooled within each season present",
+            "months": "pooled within each calendar month present (YYYY-MM), global",
             "burden": "pooled metrics of the column burden over levels 1..L, kg m-2",
             "nint": "monthly mean of the training split per month, cell and level; months "
             f"without training data use the nearest month with data: {climatology.filled_from}",

@@ -93,6 +93,16 @@ def season_of(time: float) -> str:
     return next(name for name, months in SEASONS.items() if month in months)
 
 
+def year_month_of(time: float) -> str:
+    """The calendar month ``"YYYY-MM"`` of a time stamp (days since 1850-01-01, ``noleap``).
+
+    >>> year_month_of(58400.5), year_month_of(58581.5)
+    ('2010-01', '2010-07')
+    """
+    year, month, _ = date_of(int(np.floor(time)))
+    return f"{year:04d}-{month:02d}"
+
+
 def month_of(time: float) -> int:
     """The month (1–12) of a time stamp (days since 1850-01-01, ``noleap``)."""
     return date_of(int(np.floor(time)))[1]
