@@ -34,8 +34,9 @@ DEMO_BUILDER_CONFIG = "demo_l20"
 
 
 @dataclasses.dataclass(frozen=True)
-class DemoRun:
-    """One simulated period of the demo: consecutive splits of one emission scenario.
+class SimulatedPeriod:
+    """One simulated period (of the demo, of the skill benchmark): consecutive splits of one
+    emission scenario.
 
     Attributes:
         scenario: emission scenario of the reference model (``"pi"``, ``"2010s"``, ``"2020s"``).
@@ -58,9 +59,9 @@ class DemoRun:
 
 #: The demo's simulated periods: a pre-industrial fortnight (pre-training tier), a modern
 #: period (training, validation, test) and the extreme fire year 2021 (out-of-period test).
-DEMO_RUNS: tuple[DemoRun, ...] = (
-    DemoRun("pi", (SplitRange("pi_train", "1851-08-01", "1851-08-16"),)),
-    DemoRun(
+DEMO_RUNS: tuple[SimulatedPeriod, ...] = (
+    SimulatedPeriod("pi", (SplitRange("pi_train", "1851-08-01", "1851-08-16"),)),
+    SimulatedPeriod(
         "2010s",
         (
             SplitRange("train", "2010-08-01", "2010-08-28"),
@@ -68,7 +69,7 @@ DEMO_RUNS: tuple[DemoRun, ...] = (
             SplitRange("test", "2010-09-03", "2010-09-06"),
         ),
     ),
-    DemoRun("2020s", (SplitRange("ood_fire2021", "2021-08-01", "2021-08-08"),)),
+    SimulatedPeriod("2020s", (SplitRange("ood_fire2021", "2021-08-01", "2021-08-08"),)),
 )
 #: The splits the demo's evaluation reports on.
 DEMO_EVALUATION_SPLITS = ("validation", "test", "ood_fire2021")

@@ -31,6 +31,7 @@ from bcb_emulator.data import normalization, reader
 from bcb_emulator.data.dataset import SPEC_FILENAME, SPLIT_DAYS_FILENAME
 from bcb_emulator.data.spec import DatasetSpec, SplitRange
 from bcb_emulator.demo import DEMO_SPLITS
+from bcb_emulator.skill import SKILL_SPLITS
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -78,12 +79,13 @@ TINY_SPLITS: tuple[SplitRange, ...] = (
 
 def _config(name: str, grid_name: str, n_levels: int, description: str, **kw) -> ModelEBcbConfig:
     splits = kw.pop("splits", DEFAULT_SPLITS)
+    stats_splits = kw.pop("stats_splits", DEFAULT_STATS_SPLITS)
     spec = DatasetSpec(
         name=name,
         grid_name=grid_name,
         n_levels=n_levels,
         splits=splits,
-        stats_splits=DEFAULT_STATS_SPLITS,
+        stats_splits=stats_splits,
         **kw,
     )
     return ModelEBcbConfig(name=name, description=description, spec=spec)
@@ -121,6 +123,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             splits=DEMO_SPLITS,
             steps_per_day=8,
             stamp_phase=11 / 12,  # 3-hourly output stamped HH:45 (bcb_emulator.reference.model)
+        ),
+        _config(
+            "skill_l20",
+            "coarse",
+            20,
+            "The skill benchmark: 4x5 degree grid, 20 levels, 3-hourly output of the reference "
+            "model; training on 2010, test (the long run) on 2011 (bcb_emulator.skill).",
+            splits=SKILL_SPLITS,
+            stats_splits=("train",),
+            steps_per_day=8,
+            stamp_phase=11 / 12,
         ),
         _config(
             "tiny_l3",
