@@ -327,19 +327,20 @@ def _face_moments(d, fracm, frac1, fi, m9, i, r):
 
 
 @numba.njit(cache=True, forceinline=True)
-def _along_layers(c, b, j):
-    """Index of cell `c` of line `b` of a z tile (row `j`) in the model arrays."""
-    return (c, j, b)
+def _index(vertical, c, b, fixed):
+    """Index of cell `c` of line `b` of a tile in the model arrays: ``(c, fixed, b)`` for a
+    z tile (`vertical`, row `fixed`), ``(fixed, c, b)`` for a y tile (layer `fixed`).
 
-
-@numba.njit(cache=True, forceinline=True)
-def _along_rows(c, b, k):
-    """Index of cell `c` of line `b` of a y tile (layer `k`) in the model arrays."""
-    return (k, c, b)
+    A flag and not a function argument: a kernel that passes a function as a value holds the
+    address of a Python object, and numba cannot cache it (every new process would compile
+    the y and z sweeps again, about 40 s).
+    """
+    c, fixed = np.int64(c), np.int64(fixed)  # a prange index is unsigned
+    return (c, fixed, b) if vertical else (fixed, c, b)
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, **_NOALIAS)
-def _sweep_tile(index, fixed, s, m9, mass, dm, closed, f, fmom, frac, flag):
+def _sweep_tile(vertical, fixed, s, m9, mass, dm, closed, f, fmom, frac, flag):
     """One QUS step along a tile of parallel lines, in place in the model arrays.
 
     A tile holds ``B`` parallel lines of ``n`` cells, the line index along the contiguous
@@ -347,8 +348,8 @@ def _sweep_tile(index, fixed, s, m9, mass, dm, closed, f, fmom, frac, flag):
     (z sweep) or of one layer (y sweep).
 
     Args:
-        index: ``index(c, b, fixed)``, the model-array index of cell `c` of line `b`:
-            :func:`_along_layers` or :func:`_along_rows`.
+        vertical: whether the lines run along the layers (a z tile) or along the rows (a y
+            tile); :func:`_index` maps cell `c` of line `b` to the model arrays.
         fixed: the row (z) or layer (y) of the tile.
         s: ``(n_layers, jm, im)`` tracer mass. m9: the nine moment arrays of that shape in
             local order (a, b, c, aa, bb, cc, ab, bc, ca). mass: air mass.
@@ -373,7 +374,7 @@ def _sweep_tile(index, fixed, s, m9, mass, dm, closed, f, fmom, frac, flag):
     for i in range(n - 1):
         r = i + 1
         for b in range(nb):
-            at_i, at_r = index(i, b, fixed), index(r, b, fixed)
+            at_i, at_r = _index(vertical, i, b, fixed), _index(vertical, r, b, fixed)
             fi, x0, x1 = _face_flux(dm[r, b], s, m9, mass, at_i, at_r)
             f[r, b], frac[0, r, b], frac[1, r, b] = fi, x0, x1
     # Positivity: find cells where a division is negative, then adjust their along-sweep
@@ -381,14 +382,14 @@ def _sweep_tile(index, fixed, s, m9, mass, dm, closed, f, fmom, frac, flag):
     for c in range(first, last):
         n_bad = 0
         for b in range(nb):
-            sc = s[index(c, b, fixed)]
+            sc = s[_index(vertical, c, b, fixed)]
             bad = _negative_part(frac[0, c, b], frac[0, c + 1, b], f[c, b], f[c + 1, b], sc)
             flag[b] = bad
             n_bad += bad
         if n_bad:
             for b in range(nb):
                 if flag[b]:
-                    at = index(c, b, fixed)
+                    at = _index(vertical, c, b, fixed)
                     f[c, b], f[c + 1, b], m9[_A][at], m9[_AA][at] = _limit(
                         frac[0, c, b], frac[0, c + 1, b], f[c, b], f[c + 1, b], s[at],
                         m9[_A][at], m9[_AA][at],
@@ -397,7 +398,7 @@ def _sweep_tile(index, fixed, s, m9, mass, dm, closed, f, fmom, frac, flag):
     for i in range(n - 1):
         r = i + 1
         for b in range(nb):
-            at_i, at_r = index(i, b, fixed), index(r, b, fixed)
+            at_i, at_r = _index(vertical, i, b, fixed), _index(vertical, r, b, fixed)
             m = _face_moments(dm[r, b], frac[0, r, b], frac[1, r, b], f[r, b], m9, at_i, at_r)
             _store9(fmom, (r, b), m)
     # New air mass, tracer mass and moments of every updated cell.
@@ -405,8 +406,8 @@ def _sweep_tile(index, fixed, s, m9, mass, dm, closed, f, fmom, frac, flag):
     for c in range(first, last):
         for b in range(nb):
             n_empty += _update_cell(
-                s, m9, mass, index(c, b, fixed), dm[c, b], dm[c + 1, b], f[c, b], f[c + 1, b],
-                _load9(fmom, (c, b)), _load9(fmom, (c + 1, b)),
+                s, m9, mass, _index(vertical, c, b, fixed), dm[c, b], dm[c + 1, b], f[c, b],
+                f[c + 1, b], _load9(fmom, (c, b)), _load9(fmom, (c + 1, b)),
             )  # fmt: skip
     return n_empty > 0
 
@@ -614,7 +615,7 @@ def _sweep_y(s, mom, mass, v_flux, scale, w_dm, w_f, w_fmom, w_frac, w_flag):
         for i in range(im):
             out_of_cap[0] += max(tdm[1, i], 0.0)
             out_of_cap[1] += max(-tdm[jm - 1, i], 0.0)
-        if _sweep_tile(_along_rows, k, s, m9, mass, tdm, False, f, fmom, frac, flag):
+        if _sweep_tile(False, k, s, m9, mass, tdm, False, f, fmom, frac, flag):
             status[k] = -1
         # Faces 0 and jm-2 (rows 1 and jm-1 of the face arrays) border the caps.
         for pole in range(2):
@@ -665,7 +666,7 @@ def _sweep_z(s, mom, mass, w_flux, scale, w_dm, w_f, w_fmom, w_frac, w_flag):
             for i in range(im):
                 tdm[k + 1, i] = scale * w_flux[k, j, i] / n_sub
         for _ in range(n_sub):
-            if _sweep_tile(_along_layers, j, s, m9, mass, tdm, True, f, fmom, frac, flag):
+            if _sweep_tile(True, j, s, m9, mass, tdm, True, f, fmom, frac, flag):
                 used[j] = -1
     return used
 
