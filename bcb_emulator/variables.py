@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 
 
 class Role(enum.Enum):
@@ -49,6 +50,10 @@ class Variable:
         role: how the emulator uses the variable.
         transform: transform applied before normalization.
         time_varying: False for static fields (``landfr``, ``axyp``).
+        valid_range: ``(lower, upper)``, the physically possible values in `units`; the
+            reader refuses anything outside (``docs/data_contract.md``). Generous on purpose:
+            it catches wrong signs, wrong units and garbage (fill values, 3e38), not outliers.
+        lower_open: True if `lower` itself is impossible (a strictly positive quantity).
     """
 
     name: str
@@ -59,60 +64,80 @@ class Variable:
     role: Role
     transform: Transform = Transform.NONE
     time_varying: bool = True
+    valid_range: tuple[float, float] = (-math.inf, math.inf)
+    lower_open: bool = False
+
+    def range_text(self) -> str:
+        """`valid_range` in words, e.g. ``0 <= x <= 1e+08 10^-11 kg/kg``."""
+        lower, upper = self.valid_range
+        units = "" if self.units == "1" else f" {self.units}"
+        return f"{lower:g} {'<' if self.lower_open else '<='} x <= {upper:g}{units}"
 
 
 # Input order matters: it is the channel order of X2D and the variable order of X3D.
+# Ranges (`valid_range`, in each variable's units) say what is physically possible at all, not
+# what is typical: the sphere's area bounds a cell, 10⁸ × 10⁻¹¹ kg/kg = 1 g/kg of soot bounds BCB.
+_POSITIVE = dict(lower_open=True)
 _REGISTRY: tuple[Variable, ...] = (
     # X2D: 6 surface channels.
-    Variable("axyp", "static", "m2", "grid cell area", False, Role.X2D, time_varying=False),
-    Variable("landfr", "static", "1", "land fraction", False, Role.X2D, time_varying=False),
-    Variable("pblht_bp", "aijh1", "m", "planetary boundary layer height", False, Role.X2D),
     Variable(
-        "shflx", "aijh1", "W/m2", "sensible heat flux (negative = upward into air)", False, Role.X2D
+        "axyp", "static", "m2", "grid cell area", False, Role.X2D, time_varying=False,
+        valid_range=(0.0, 5.2e14), **_POSITIVE,
     ),
     Variable(
-        "lhflx", "aijh1", "W/m2", "latent heat flux (negative = upward into air)", False, Role.X2D
+        "landfr", "static", "1", "land fraction", False, Role.X2D, time_varying=False,
+        valid_range=(0.0, 1.0),
     ),
     Variable(
-        "BCB_biomass_src",
-        "tNDaijh1",
-        "10^-12 kg m-2 s-1",
-        "black carbon biomass burning emission",
-        False,
-        Role.X2D,
+        "pblht_bp", "aijh1", "m", "planetary boundary layer height", False, Role.X2D,
+        valid_range=(0.0, 1e5),
+    ),
+    Variable(
+        "shflx", "aijh1", "W/m2", "sensible heat flux (negative = upward into air)", False,
+        Role.X2D, valid_range=(-1e4, 1e4),
+    ),
+    Variable(
+        "lhflx", "aijh1", "W/m2", "latent heat flux (negative = upward into air)", False,
+        Role.X2D, valid_range=(-1e4, 1e4),
+    ),
+    Variable(
+        "BCB_biomass_src", "tNDaijh1", "10^-12 kg m-2 s-1",
+        "black carbon biomass burning emission", False, Role.X2D, valid_range=(0.0, 1e12),
     ),
     # X3D: 8 profile variables.
-    Variable("u", "aijlh1", "m/s", "eastward wind", True, Role.X3D),
-    Variable("v", "aijlh1", "m/s", "northward wind", True, Role.X3D),
-    Variable("omega", "aijlh1", "hPa/s", "vertical pressure velocity", True, Role.X3D),
-    Variable("p_3d", "aijlh1", "hPa", "mid-layer pressure", True, Role.X3D),
-    Variable("t", "aijlh1", "K", "temperature", True, Role.X3D),
-    Variable("th", "aijlh1", "K", "potential temperature", True, Role.X3D),
-    Variable("q", "aijlh1", "kg/kg", "specific humidity", True, Role.X3D),
+    Variable("u", "aijlh1", "m/s", "eastward wind", True, Role.X3D, valid_range=(-500.0, 500.0)),
+    Variable("v", "aijlh1", "m/s", "northward wind", True, Role.X3D, valid_range=(-500.0, 500.0)),
     Variable(
-        "prec_3d_sum",
-        "cijlh1",
-        "mm/day",
-        "precipitation flux through the bottom of the layer",
-        True,
-        Role.X3D,
+        "omega", "aijlh1", "hPa/s", "vertical pressure velocity", True, Role.X3D,
+        valid_range=(-100.0, 100.0),
+    ),
+    Variable(
+        "p_3d", "aijlh1", "hPa", "mid-layer pressure", True, Role.X3D,
+        valid_range=(0.0, 1200.0), **_POSITIVE,
+    ),
+    Variable("t", "aijlh1", "K", "temperature", True, Role.X3D, valid_range=(100.0, 400.0)),
+    Variable(
+        "th", "aijlh1", "K", "potential temperature", True, Role.X3D, valid_range=(100.0, 1e4)
+    ),
+    Variable("q", "aijlh1", "kg/kg", "specific humidity", True, Role.X3D, valid_range=(0.0, 0.1)),
+    Variable(
+        "prec_3d_sum", "cijlh1", "mm/day", "precipitation flux through the bottom of the layer",
+        True, Role.X3D, valid_range=(0.0, 1e5),
     ),
     # Target.
     Variable(
-        "BCB",
-        "taijlh1",
-        "10^-11 kg/kg",
-        "black carbon from biomass burning, mass mixing ratio",
-        True,
-        Role.TARGET,
-        transform=Transform.LOG,
+        "BCB", "taijlh1", "10^-11 kg/kg", "black carbon from biomass burning, mass mixing ratio",
+        True, Role.TARGET, transform=Transform.LOG, valid_range=(0.0, 1e8),
     ),
     # Auxiliary: consistency and evaluation.
     Variable("prsurf", "aijh1", "hPa", "surface pressure", False, Role.AUX),
     Variable("z", "aijlh1", "m", "mid-layer geopotential height", True, Role.AUX),
     Variable("mcuflx", "cijlh1", "kg m-2 s-1", "convective updraft mass flux", True, Role.AUX),
-    Variable("airmass", "taijlh1", "kg/m2", "air mass per unit area of the layer", True, Role.AUX),
-)
+    Variable(
+        "airmass", "taijlh1", "kg/m2", "air mass per unit area of the layer", True, Role.AUX,
+        valid_range=(0.0, 2e4), **_POSITIVE,
+    ),
+)  # fmt: skip
 
 ALL: tuple[Variable, ...] = _REGISTRY
 X2D: tuple[Variable, ...] = tuple(v for v in _REGISTRY if v.role is Role.X2D)

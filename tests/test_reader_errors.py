@@ -215,11 +215,11 @@ def test_interrupted_build_leaves_no_dataset_and_rerun_completes(files, tmp_path
     original = reader.day_examples
     on_disk_before_interruption = []
 
-    def dies_in_the_last_split(input_dir, day, spec, split):
+    def dies_in_the_last_split(input_dir, day, spec, split, static=None):
         if day == 58402:  # the `train` records are on disk by then, in the temporary folder
             on_disk_before_interruption.extend(data_dir.rglob("*-train.tfrecord*"))
             raise KeyboardInterrupt("simulated interruption mid-build")
-        yield from original(input_dir, day, spec, split)
+        yield from original(input_dir, day, spec, split, static)
 
     monkeypatch.setattr(reader, "day_examples", dies_in_the_last_split)
     with pytest.raises(KeyboardInterrupt):

@@ -32,7 +32,11 @@ def add_parser(subparsers) -> None:
         help="Build the modele_bcb TFDS dataset from ModelE daily files.",
         description=__doc__.split("\n\n")[1],
     )
-    parser.add_argument("--input", required=True, help="folder of YYYYMMDD.<stream>E3oma.nc")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="folder of YYYYMMDD.<stream>E3oma.nc (and ModelE's annual ANN<year>.xaij<run>.nc)",
+    )
     parser.add_argument("--data-dir", required=True, help="TFDS data_dir to build into")
     parser.add_argument("--config", default="coarse_l20", help="builder config (grid and L)")
     parser.add_argument(
@@ -46,7 +50,16 @@ def add_parser(subparsers) -> None:
         "--name", help="name of the built config if --split changes it (default CONFIG_custom)"
     )
     parser.add_argument("--allow-gaps", action="store_true", help="skip days without files")
-    parser.add_argument("--overwrite", action="store_true", help="rebuild an existing dataset")
+    parser.add_argument(
+        "--static-file",
+        help="netCDF file with axyp and landfr (default: the ANN*.xaij*.nc file in --input, "
+        "else every aijh1 file)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="rebuild an existing dataset (aside; it replaces the old one only when complete)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -68,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         name=args.name,
         allow_gaps=True if args.allow_gaps else None,
         overwrite=args.overwrite,
+        static_file=args.static_file,
     )
     print(f"modele_bcb/{dataset.name} in {dataset.path}")
     width = max(len(s) for s in dataset.split_sizes)

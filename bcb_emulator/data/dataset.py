@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,6 +36,8 @@ DATASET_NAME = "modele_bcb"
 #: Files stored in the version folder beside the records.
 SPEC_FILENAME = "dataset_spec.json"
 SPLIT_DAYS_FILENAME = "split_days.json"
+#: The daily files a build's input folder must hold, ``YYYYMMDD.<stream>E3oma.nc``.
+DAILY_FILE_GLOB = "[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9].*E3oma.nc"
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 #: Split date ranges as given to `build_dataset`: name -> ("YYYY-MM-DD", "YYYY-MM-DD").
@@ -53,10 +56,17 @@ def version_dir(data_dir: str | os.PathLike, builder_config: str) -> Path:
         else []
     )
     if not versions or not (versions[-1] / "dataset_info.json").exists():
+        aside = sorted(config_dir.glob("*.old.*")) if config_dir.is_dir() else []
+        hint = (
+            f" An --overwrite stopped mid-swap left the previous dataset at {aside[0]}; "
+            "rerun `bcb-emulator build-dataset` to put it back."
+            if aside
+            else ""
+        )
         raise ValueError(
             f"No built dataset {DATASET_NAME}/{builder_config} in {data_dir}: expected "
             f"{config_dir}/<version>/dataset_info.json. Build it with "
-            "`bcb-emulator build-dataset`."
+            f"`bcb-emulator build-dataset`.{hint}"
         )
     return versions[-1]
 
@@ -184,11 +194,19 @@ def build_dataset(
     allow_gaps: bool | None = None,
     beam_runner=None,
     overwrite: bool = False,
+    static_file: str | os.PathLike | None = None,
 ) -> BuiltDataset:
     """Builds the dataset from the daily files in `input_dir` and returns it opened.
 
+    An existing dataset of the same name is reused only if it was built with the same layout
+    (splits, statistics splits, gaps); otherwise this refuses unless `overwrite`. With
+    `overwrite` the new dataset is built aside and replaces the old one only once complete, so
+    bad input or a kill leaves the old one as it was. What a killed build left is removed first
+    (``bcb_emulator.data.build_dir``).
+
     Args:
-        input_dir: folder of ``YYYYMMDD.<stream>E3oma.nc`` files (TFDS ``manual_dir``).
+        input_dir: folder of ``YYYYMMDD.<stream>E3oma.nc`` files (TFDS ``manual_dir``), and
+            ModelE's annual ``ANN<year>.xaij<run>.nc`` with the static fields if it has one.
         data_dir: TFDS ``data_dir``; the dataset goes to ``data_dir/modele_bcb/<name>/<version>``.
         config_name: builder config giving grid and L: ``coarse_l20``, ``native_l20``,
             ``demo_l20``, ``tiny_l3``.
@@ -200,13 +218,16 @@ def build_dataset(
             remain.
         allow_gaps: skip days without files inside a range instead of failing.
         beam_runner: an Apache Beam runner (e.g. ``DirectRunner()``) to build with Beam.
-        overwrite: rebuild if the dataset already exists.
+        overwrite: rebuild if the dataset already exists (aside, then swapped in).
+        static_file: the netCDF file holding ``axyp`` and ``landfr``; default the annual file
+            of `input_dir`, else each day's ``aijh1`` file (``docs/data_contract.md``).
 
     Returns:
         The built dataset, opened (`BuiltDataset.name` is the config name it was built as).
     """
     import tensorflow_datasets as tfds
 
+    from bcb_emulator.data import build_dir
     from tfds_builders.modele_bcb import modele_bcb_dataset_builder as mb
 
     builder_cls = mb.Builder
@@ -240,15 +261,62 @@ def build_dataset(
             )
         spec = dataclasses.replace(spec, name=built_name)
         config = mb.ModelEBcbConfig(name=built_name, description=base.description, spec=spec)
-    builder = builder_cls(config=config, data_dir=os.fspath(data_dir))
-    download_mode = (
-        tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
-        if overwrite
-        else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
-    )
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=os.fspath(input_dir), download_mode=download_mode, beam_runner=beam_runner
+    input_dir = build_dir.check_input_dir(input_dir, DAILY_FILE_GLOB)
+    config_dir = Path(data_dir) / DATASET_NAME / config.name
+    build_dir.prepare_config_dir(data_dir, config_dir)
+    version = str(builder_cls.VERSION)
+    target = config_dir / version
+
+    def prepare(into: Path) -> None:
+        builder = builder_cls(config=config, data_dir=os.fspath(into), static_file=static_file)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=os.fspath(input_dir),
+                download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
+                beam_runner=beam_runner,
+            )
         )
-    )
+
+    with build_dir.build_lock(config_dir, f"{DATASET_NAME}/{config.name}"):
+        build_dir.remove_leftovers(config_dir, version)
+        if not target.exists():
+            prepare(Path(data_dir))
+        elif not overwrite:
+            _check_reusable(target, spec)
+        else:
+            staging = build_dir.staging_dir(config_dir)
+            try:
+                prepare(staging)
+                build_dir.swap_in(staging / DATASET_NAME / config.name / version, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     return BuiltDataset.open(data_dir, config.name)
+
+
+def _check_reusable(path: Path, spec: DatasetSpec) -> None:
+    """Raises `ValueError` unless the dataset in `path` was built with `spec`'s layout."""
+    spec_path = path / SPEC_FILENAME
+    if not (path / "dataset_info.json").exists() or not spec_path.exists():
+        raise ValueError(
+            f"{path} is not a complete dataset (no dataset_info.json or {SPEC_FILENAME}). "
+            "Rebuild it with --overwrite (`overwrite=True`)."
+        )
+    built = DatasetSpec.from_json(json.loads(spec_path.read_text()))
+    if built == spec:
+        return
+    differences = []
+    for field in dataclasses.fields(DatasetSpec):
+        old, new = getattr(built, field.name), getattr(spec, field.name)
+        if old != new:
+            if field.name == "splits":
+                old, new = _ranges_text(old), _ranges_text(new)
+            differences.append(f"{field.name}: built {old}, requested {new}")
+    raise ValueError(
+        f"{path} already holds {DATASET_NAME}/{spec.name} built with another layout ("
+        f"{'; '.join(differences)}). Rebuild it with --overwrite (`overwrite=True`), or build "
+        "under another --name (`name=`)."
+    )
+
+
+def _ranges_text(splits: tuple[SplitRange, ...]) -> str:
+    return "[" + ", ".join(f"{s.name}={s.start}:{s.end}" for s in splits) + "]"

@@ -246,7 +246,7 @@ class StatsAccumulator:
         """The statistics of everything added so far."""
         if self.n_time == 0:
             raise ValueError("No time steps were added; cannot compute statistics.")
-        return NormalizationStats(
+        stats = NormalizationStats(
             x2d_mean=self._x2d.mean,
             x2d_std=self._x2d.std(),
             x3d_mean=self._x3d.mean,
@@ -260,3 +260,12 @@ class StatsAccumulator:
             splits=tuple(splits),
             n_time=self.n_time,
         )
+        for field in dataclasses.fields(stats):
+            values = np.asarray(getattr(stats, field.name))
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                raise ValueError(
+                    f"Normalization statistic {field.name!r} of splits {list(splits)} is not "
+                    f"finite: {values}. The reader checks every value's range, so this is an "
+                    "overflow; report it with the input."
+                )
+        return stats

@@ -1,16 +1,24 @@
-"""Reading and validating the daily ModelE E3 files of one dataset (``docs/data_contract.md``).
+"""Reading and validating the ModelE E3 files of one dataset (``docs/data_contract.md``).
 
-Everything that reads ModelE netCDF goes through here: the TFDS builder, the statistics and the
-naive benchmark loader. Every check raises a ``ValueError`` naming the file, the variable and
-what was expected, so that bad input fails before any record is written:
+Everything that reads ModelE netCDF goes through here: the TFDS builder, the statistics, the
+naive benchmark loader and ``predict``. The static fields (``axyp``, ``landfr``) come from
+ModelE's annual file ``ANN<year>.xaij<run>.nc`` when the folder holds one (or one is given,
+:func:`find_static`), else from each day's ``aijh1`` file (the reference model's layout); in
+either file they may carry a time axis if they are constant along it. Every check raises a
+``ValueError`` naming the file, the variable and what was expected, so that bad input fails
+before any record is written:
 
 - a missing file (stream) of a day, or a day missing inside a split's date range;
 - a file that is not netCDF;
 - a missing variable, or one with other dimensions than the data contract;
+- a ``units`` attribute other than the registry's (``kg/m2`` and ``kg m-2`` are the same,
+  ``bcb_emulator.data.units``), integer data that is not CF-packed;
 - a grid (``lat``/``lon`` sizes or coordinates) other than the dataset's, fewer levels than ``L``;
-- a time axis in another calendar or unit, with duplicate stamps, a gap, or other stamps than
-  ``day + (k + stamp_phase) / steps_per_day``;
-- NaN, Inf or fill values in the data that is kept.
+- a time axis in another calendar, unit or reference time, with duplicate stamps, a gap, or
+  other stamps than ``day + (k + stamp_phase) / steps_per_day``;
+- NaN, Inf or fill values in the data that is kept, values outside the variable's physical
+  range (``Variable.valid_range``: negative BCB, zero air mass, 3e38), a static field that
+  changes along its time axis, cell areas that do not sum to the sphere's.
 
 Array layout of a day (channels-last, as inside the package):
 
@@ -23,17 +31,20 @@ Array layout of a day (channels-last, as inside the package):
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import netCDF4
 import numpy as np
 
 from bcb_emulator import variables
-from bcb_emulator.data import calendar
+from bcb_emulator.data import calendar, units
 from bcb_emulator.data.calendar import expected_times, format_date
 from bcb_emulator.data.spec import DatasetSpec, SplitRange
+from bcb_emulator.grid import EARTH_RADIUS
 
 #: The variables the dataset keeps, besides the inputs and target: ``airmass`` (column burden).
 AUX_KEPT: tuple[variables.Variable, ...] = (variables.get("airmass"),)
@@ -45,6 +56,70 @@ READ_VARIABLES: tuple[variables.Variable, ...] = (
 TIME_ATOL = 1e-6
 #: Absolute tolerance on latitude/longitude coordinates, degrees.
 COORD_ATOL = 1e-3
+#: The static fields, read from the annual file when there is one.
+STATIC_VARIABLES: tuple[variables.Variable, ...] = tuple(
+    v for v in READ_VARIABLES if not v.time_varying
+)
+#: ModelE's annual diagnostics file, e.g. ``ANN2012.xaijE3oma.nc``: holds the static fields.
+STATIC_FILE_GLOB = "ANN*.xaij*.nc"
+#: Relative tolerance of a static field along its time axis, and of ``axyp``'s sum to 4πa².
+STATIC_RTOL = 1e-6
+AREA_RTOL = 0.01
+#: The time axis's reference: 1850-01-01 at midnight, in any of its usual spellings.
+_TIME_UNITS = re.compile(
+    r"^days since 1850-0?1-0?1(?:[ T]0?0:0?0(?::0?0(?:\.0*)?)?)?\s*(?:Z|UTC|[+]00:?00)?$"
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StaticFields:
+    """Where the static fields (``axyp``, ``landfr``) of a dataset come from.
+
+    Attributes:
+        path: the annual file they were read from, or None: each day's ``aijh1`` file holds
+            them (the reference model's layout).
+        fields: ``{name: (H, W) float32}`` read from `path`; empty when `path` is None.
+    """
+
+    path: Path | None
+    fields: Mapping[str, np.ndarray]
+
+    def describe(self) -> str:
+        """Where the fields come from, in words."""
+        return str(self.path) if self.path else "each day's aijh1 file"
+
+
+def find_static(
+    input_dir: str | os.PathLike,
+    spec: DatasetSpec,
+    static_file: str | os.PathLike | None = None,
+) -> StaticFields:
+    """The static fields of `input_dir`: from `static_file` if given, else from the folder's
+    annual files ``ANN<year>.xaij<run>.nc`` (which must agree), else from the daily ``aijh1``
+    files (read with each day). Validates what it reads (grid, dims, units, values)."""
+    if static_file is not None:
+        path = Path(static_file)
+        if not path.is_file():
+            raise ValueError(
+                f"`static_file` must be an existing netCDF file holding "
+                f"{[v.name for v in STATIC_VARIABLES]} on (lat, lon), such as ModelE's annual "
+                f"ANN2012.xaijE3oma.nc. Received: {path} "
+                f"({'a folder' if path.is_dir() else 'no such file'})"
+            )
+        return StaticFields(path, _read_static_file(path, spec))
+    found = sorted(Path(input_dir).glob(STATIC_FILE_GLOB))
+    if not found:
+        return StaticFields(None, {})
+    fields = _read_static_file(found[0], spec)
+    for other in found[1:]:
+        for name, values in _read_static_file(other, spec).items():
+            if not np.allclose(values, fields[name], rtol=STATIC_RTOL, atol=0):
+                raise ValueError(
+                    f"{other}: variable {name!r} differs from the one in {found[0]}; the annual "
+                    f"files ({STATIC_FILE_GLOB}) of {input_dir} must hold the same static "
+                    "fields. Give the one to use with --static-file (`static_file=`)."
+                )
+    return StaticFields(found[0], fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,14 +190,24 @@ def split_days(input_dir: str | os.PathLike, split: SplitRange, allow_gaps: bool
 
 
 def read_day(
-    input_dir: str | os.PathLike, day: int, spec: DatasetSpec, *, check_values: bool = True
+    input_dir: str | os.PathLike,
+    day: int,
+    spec: DatasetSpec,
+    *,
+    check_values: bool = True,
+    static: StaticFields | None = None,
 ) -> DayData:
-    """Reads and validates the files of `day`; see the module docstring for the checks."""
+    """Reads and validates the files of `day`; see the module docstring for the checks.
+
+    `static` is where the static fields come from (:func:`find_static`, looked up in
+    `input_dir` if None); a build finds it once for every day.
+    """
     grid, n_levels = spec.grid, spec.n_levels
-    values: dict[str, np.ndarray] = {}
+    static = find_static(input_dir, spec) if static is None else static
+    values: dict[str, np.ndarray] = dict(static.fields)
     times = None
     for stream, path in day_paths(input_dir, day).items():
-        stream_times = _read_stream(path, stream, spec, values, check_values)
+        stream_times = _read_stream(path, stream, spec, values, check_values, static)
         times = stream_times if times is None else times
     n_time = times.shape[0]
     x2d = np.stack(
@@ -140,22 +225,31 @@ def read_day(
     )
 
 
-def scan_day(input_dir: str | os.PathLike, day: int, spec: DatasetSpec) -> None:
-    """Validates the structure of `day`'s files (names, dims, grid, time axis) without data."""
+def scan_day(
+    input_dir: str | os.PathLike, day: int, spec: DatasetSpec, static: StaticFields | None = None
+) -> None:
+    """Validates the structure of `day`'s files (names, dims, units, grid, time axis) without
+    reading data."""
+    static = find_static(input_dir, spec) if static is None else static
     for stream, path in day_paths(input_dir, day).items():
-        _read_stream(path, stream, spec, None, False)
+        _read_stream(path, stream, spec, None, False, static)
 
 
 def iter_examples(
-    input_dir: str | os.PathLike, split: SplitRange, days: list[int], spec: DatasetSpec
+    input_dir: str | os.PathLike,
+    split: SplitRange,
+    days: list[int],
+    spec: DatasetSpec,
+    static: StaticFields | None = None,
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yields ``(key, example)`` per time step of `days` (of `split`), in time order.
 
     Examples hold ``x2d (H, W, 6)``, ``x3d (H, W, 8·L)``, ``bcb (H, W, L)``,
     ``airmass (H, W, L)`` and ``time`` (float64 days since 1850-01-01). See :func:`example_key`.
     """
+    static = find_static(input_dir, spec) if static is None else static
     for day in days:
-        yield from day_examples(input_dir, day, spec, split)
+        yield from day_examples(input_dir, day, spec, split, static)
 
 
 def example_key(time: float, split: SplitRange, spec: DatasetSpec) -> int:
@@ -172,10 +266,14 @@ def example_key(time: float, split: SplitRange, spec: DatasetSpec) -> int:
 
 
 def day_examples(
-    input_dir: str | os.PathLike, day: int, spec: DatasetSpec, split: SplitRange
+    input_dir: str | os.PathLike,
+    day: int,
+    spec: DatasetSpec,
+    split: SplitRange,
+    static: StaticFields | None = None,
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """The ``(key, example)`` pairs of one day of `split` (see :func:`iter_examples`)."""
-    data = read_day(input_dir, day, spec)
+    data = read_day(input_dir, day, spec, static=static)
     for t, time in enumerate(data.times):
         yield (
             example_key(time, split, spec),
@@ -193,11 +291,13 @@ def _in_stream(stream: str) -> tuple[variables.Variable, ...]:
     return tuple(v for v in READ_VARIABLES if variables.file_stream(v) == stream)
 
 
-def _open(path: Path, stream: str) -> netCDF4.Dataset:
+def _open(
+    path: Path, stream: str, expected: tuple[variables.Variable, ...] | None = None
+) -> netCDF4.Dataset:
     try:
         return netCDF4.Dataset(path, "r")
     except (OSError, RuntimeError) as err:
-        names = [v.name for v in _in_stream(stream)]
+        names = [v.name for v in (_in_stream(stream) if expected is None else expected)]
         raise ValueError(
             f"{path} is not a readable netCDF file; stream {stream!r} must hold variables "
             f"{names}. Received: {err}"
@@ -210,8 +310,12 @@ def _read_stream(
     spec: DatasetSpec,
     out: dict[str, np.ndarray] | None,
     check_values: bool,
+    static: StaticFields,
 ) -> np.ndarray:
-    """Validates one stream file; reads its variables into `out` unless None. Returns times."""
+    """Validates one stream file; reads its variables into `out` unless None. Returns times.
+
+    The static fields are read here only if `static` says the daily files hold them.
+    """
     if not path.exists():
         raise ValueError(
             f"Missing file {path}: stream {stream!r} must hold variables "
@@ -221,35 +325,127 @@ def _read_stream(
         times = _check_time(ds, path, spec)
         _check_grid(ds, path, spec)
         for v in _in_stream(stream):
+            if static.path is not None and not v.time_varying:
+                continue  # from the annual file
             if v.name not in ds.variables:
+                hint = (
+                    f" Static fields come from ModelE's annual file ({STATIC_FILE_GLOB}, e.g. "
+                    "ANN2012.xaijE3oma.nc) when the input folder holds one, or from the file "
+                    "given with --static-file; otherwise every aijh1 file must hold them."
+                    if not v.time_varying
+                    else ""
+                )
                 raise ValueError(
                     f"{path}: variable {v.name!r} ({v.long_name}, {v.units}) is missing from "
-                    f"stream {stream!r}. Variables in the file: {sorted(ds.variables)}"
+                    f"stream {stream!r}. Variables in the file: {sorted(ds.variables)}.{hint}"
                 )
-            var = ds.variables[v.name]
-            dims = _expected_dims(v)
-            if tuple(var.dimensions) != dims:
-                raise ValueError(
-                    f"{path}: variable {v.name!r} must have dimensions {dims}. "
-                    f"Received: {tuple(var.dimensions)}"
-                )
-            if out is None:
-                continue
-            index = (slice(None), slice(0, spec.n_levels)) if v.is_3d else ()
-            data = var[index]
-            if check_values:
-                _check_values(data, path, v.name)
-            data = np.asarray(np.ma.getdata(data), np.float32)
-            if v.is_3d:
-                data = data.transpose(0, 2, 3, 1)  # (T, L, H, W) -> (T, H, W, L)
-            out[v.name] = np.ascontiguousarray(data)
+            data = _read_variable(ds, path, v, spec, times, out is not None, check_values)
+            if out is not None:
+                out[v.name] = data
     return times
 
 
-def _expected_dims(v: variables.Variable) -> tuple[str, ...]:
+def _read_static_file(path: Path, spec: DatasetSpec) -> dict[str, np.ndarray]:
+    """Reads and validates the static fields of an annual file: ``{name: (H, W) float32}``."""
+    with _open(path, "static", STATIC_VARIABLES) as ds:
+        _check_grid(ds, path, spec)
+        fields = {}
+        for v in STATIC_VARIABLES:
+            if v.name not in ds.variables:
+                raise ValueError(
+                    f"{path}: variable {v.name!r} ({v.long_name}, {v.units}) is missing from "
+                    f"the static (annual) file. Variables in the file: {sorted(ds.variables)}"
+                )
+            times = None
+            if "time" in ds.variables and ds.variables["time"].dimensions == ("time",):
+                times = np.asarray(np.ma.getdata(ds.variables["time"][:]), np.float64)
+            fields[v.name] = _read_variable(ds, path, v, spec, times, True, True)
+    return fields
+
+
+def _read_variable(
+    ds: netCDF4.Dataset,
+    path: Path,
+    v: variables.Variable,
+    spec: DatasetSpec,
+    times: np.ndarray | None,
+    read: bool,
+    check_values: bool,
+) -> np.ndarray | None:
+    """Checks dims, dtype and units of `v` in `ds`; if `read`, returns its lowest L levels
+    channels-last (``(T, H, W, L)``, ``(T, H, W)``, or ``(H, W)`` for a static field)."""
+    var = ds.variables[v.name]
+    dims = tuple(var.dimensions)
+    allowed = _expected_dims(v)
+    if dims not in allowed:
+        raise ValueError(
+            f"{path}: variable {v.name!r} must have dimensions "
+            f"{' or '.join(map(str, allowed))}. Received: {dims}"
+        )
+    packed = any(hasattr(var, a) for a in ("scale_factor", "add_offset"))
+    if var.dtype.kind != "f" and not packed:
+        raise ValueError(
+            f"{path}: variable {v.name!r} is stored as {var.dtype}; it must be floating point "
+            f"(float32 or float64) in {v.units}, or integers CF-packed with `scale_factor`/"
+            "`add_offset`."
+        )
+    given = getattr(var, "units", None)
+    if given is not None and not units.same(str(given), v.units):
+        factor = units.scale(str(given), v.units)
+        hint = (
+            f": values in {given!r} are {factor:g} times values in {v.units!r}"
+            if factor is not None
+            else ""
+        )
+        raise ValueError(
+            f"{path}: variable {v.name!r} has units {str(given)!r}, but the data contract says "
+            f"{v.units!r}{hint}. Convert the values and the attribute (docs/data_contract.md)."
+        )
+    if not read:
+        return None
+    index = (slice(None), slice(0, spec.n_levels)) if v.is_3d else ()
+    data = var[index]
+    if check_values:
+        _check_values(data, path, v, dims, times, spec)
+    data = np.asarray(np.ma.getdata(data), np.float32)
     if not v.time_varying:
-        return ("lat", "lon")
-    return ("time", "level", "lat", "lon") if v.is_3d else ("time", "lat", "lon")
+        return _static_field(data, path, v, dims, spec)
+    if v.is_3d:
+        data = data.transpose(0, 2, 3, 1)  # (T, L, H, W) -> (T, H, W, L)
+    return np.ascontiguousarray(data)
+
+
+def _static_field(
+    data: np.ndarray, path: Path, v: variables.Variable, dims: tuple[str, ...], spec: DatasetSpec
+) -> np.ndarray:
+    """A static field's ``(H, W)`` values, checked constant along its time axis if it has one."""
+    if dims[0] == "time":
+        changed = np.abs(data - data[:1]) > STATIC_RTOL * np.abs(data[:1])  # (T, H, W)
+        if changed.any():
+            t, j, i = np.unravel_index(np.argmax(changed), changed.shape)
+            raise ValueError(
+                f"{path}: variable {v.name!r} is a static field, so it must be the same at every "
+                f"time step of its time axis; it differs between time index 0 and {t} at "
+                f"{_place(('lat', 'lon'), (j, i), None, spec)}: {data[0, j, i]:g} vs "
+                f"{data[t, j, i]:g} {v.units}."
+            )
+        data = data[0]  # (T, H, W) -> (H, W)
+    if v.name == "axyp":
+        sphere = 4 * math.pi * EARTH_RADIUS**2
+        total = float(np.sum(data, dtype=np.float64))
+        if not math.isclose(total, sphere, rel_tol=AREA_RTOL):
+            raise ValueError(
+                f"{path}: variable 'axyp' (grid cell area) must sum to the sphere's area "
+                f"4πa² = {sphere:.4g} m² (a = {EARTH_RADIUS:g} m) to {AREA_RTOL:.0%}. "
+                f"Received: {total:.4g} m² ({total / sphere:.4g} times)."
+            )
+    return np.ascontiguousarray(data)
+
+
+def _expected_dims(v: variables.Variable) -> tuple[tuple[str, ...], ...]:
+    if not v.time_varying:
+        return (("lat", "lon"), ("time", "lat", "lon"))
+    return (("time", "level", "lat", "lon"),) if v.is_3d else (("time", "lat", "lon"),)
 
 
 def _check_time(ds: netCDF4.Dataset, path: Path, spec: DatasetSpec) -> np.ndarray:
@@ -257,11 +453,16 @@ def _check_time(ds: netCDF4.Dataset, path: Path, spec: DatasetSpec) -> np.ndarra
         raise ValueError(f"{path}: variable 'time' is missing; every stream needs a time axis.")
     var = ds.variables["time"]
     calendar_name = getattr(var, "calendar", None)
-    units = " ".join(str(getattr(var, "units", "")).split())
-    if calendar_name not in calendar.CALENDARS or not units.startswith("days since 1850-01-01"):
+    time_units = " ".join(str(getattr(var, "units", "")).split())
+    if calendar_name not in calendar.CALENDARS or not _TIME_UNITS.match(time_units):
+        hint = (
+            " (another reference time would shift every stamp)"
+            if time_units.startswith("days since") and calendar_name in calendar.CALENDARS
+            else ""
+        )
         raise ValueError(
             f"{path}: variable 'time' must be in {calendar.TIME_UNITS!r}, calendar 'noleap'. "
-            f"Received: units={units!r}, calendar={calendar_name!r}"
+            f"Received: units={time_units!r}, calendar={calendar_name!r}{hint}"
         )
     times = np.asarray(np.ma.getdata(var[:]), np.float64)
     day = _day_of_path(path)
@@ -376,17 +577,67 @@ def _check_grid(ds: netCDF4.Dataset, path: Path, spec: DatasetSpec) -> None:
                 )
 
 
-def _check_values(data: np.ndarray, path: Path, name: str) -> None:
-    if np.ma.isMaskedArray(data) and np.ma.getmaskarray(data).any():
-        raise ValueError(f"{path}: variable {name!r} has fill (missing) values.")
+def _check_values(
+    data: np.ndarray,
+    path: Path,
+    v: variables.Variable,
+    dims: tuple[str, ...],
+    times: np.ndarray | None,
+    spec: DatasetSpec,
+) -> None:
+    """No fill values, all finite, all in ``v.valid_range``; errors say where (index, time,
+    level, lat, lon) and what was expected."""
+    name = v.name
+    mask = np.ma.getmaskarray(data) if np.ma.isMaskedArray(data) else None
+    if mask is not None and mask.any():
+        where = np.unravel_index(np.argmax(mask), mask.shape)
+        raise ValueError(
+            f"{path}: variable {name!r} has fill (missing) values, first at "
+            f"{_place(dims, where, times, spec)} ({np.count_nonzero(mask)} in all); every value "
+            f"must be a number in {v.range_text()}."
+        )
     raw = np.ma.getdata(data)
     finite = np.isfinite(raw)
     if not finite.all():
         where = np.unravel_index(np.argmin(finite), raw.shape)
         raise ValueError(
-            f"{path}: variable {name!r} must be finite; found {raw[where]} at index {where} "
-            f"({np.size(raw) - np.count_nonzero(finite)} non-finite values)."
+            f"{path}: variable {name!r} must be finite; found {raw[where]} at "
+            f"{_place(dims, where, times, spec)} ({np.size(raw) - np.count_nonzero(finite)} "
+            f"non-finite values); expected {v.range_text()}."
         )
+    lower, upper = v.valid_range
+    outside = ((raw <= lower) if v.lower_open else (raw < lower)) | (raw > upper)
+    if outside.any():
+        where = np.unravel_index(np.argmax(outside), raw.shape)
+        raise ValueError(
+            f"{path}: variable {name!r} ({v.long_name}) must be in {v.range_text()}; found "
+            f"{raw[where]:g} at {_place(dims, where, times, spec)} "
+            f"({np.count_nonzero(outside)} values outside)."
+        )
+
+
+def _place(dims: tuple[str, ...], index: tuple, times: np.ndarray | None, spec: DatasetSpec) -> str:
+    """Where `index` (of an array with `dims`) is, in words: time, level, lat, lon and index."""
+    words = []
+    for dim, i in zip(dims, index, strict=True):
+        i = int(i)
+        if dim == "time":
+            stamp = f"{_stamp(times[i])}, " if times is not None and i < times.size else ""
+            words.append(f"time {stamp}index {i}")
+        elif dim == "level":
+            words.append(f"level {i + 1}")
+        elif dim == "lat":
+            words.append(f"lat {spec.grid.lat[i]:g}")
+        elif dim == "lon":
+            words.append(f"lon {spec.grid.lon[i]:g}")
+    return f"{', '.join(words)} (index {tuple(int(i) for i in index)})"
+
+
+def _stamp(time: float) -> str:
+    """``YYYY-MM-DD HH:MM`` of a time stamp (days since 1850-01-01, ``noleap``)."""
+    day = math.floor(time)
+    minutes = int(round((time - day) * 1440))
+    return f"{format_date(day)} {minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def _day_of_path(path: Path) -> int:

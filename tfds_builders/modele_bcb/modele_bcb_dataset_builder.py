@@ -17,6 +17,7 @@ generator; the records are the same.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
+from tensorflow_datasets.core import example_serializer
 
 from bcb_emulator import variables
 from bcb_emulator.data import normalization, reader
@@ -91,9 +93,35 @@ def _config(name: str, grid_name: str, n_levels: int, description: str, **kw) ->
     return ModelEBcbConfig(name=name, description=description, spec=spec)
 
 
-def _examples_of_day(day: int, input_dir: str, spec: DatasetSpec, split: SplitRange):
+def _examples_of_day(
+    day: int, input_dir: str, spec: DatasetSpec, split: SplitRange, static: reader.StaticFields
+):
     """Beam ``FlatMap`` body: the ``(key, example)`` pairs of one day."""
-    return list(reader.day_examples(input_dir, day, spec, split))
+    return list(reader.day_examples(input_dir, day, spec, split, static))
+
+
+class _DeterministicSerializer(example_serializer.ExampleSerializer):
+    """TFDS's serializer with the features of each ``tf.train.Example`` in sorted key order.
+
+    A ``tf.train.Example`` keeps its features in a protobuf map, which protobuf serializes in
+    its hash table's order; that hash is seeded per process, so two identical builds wrote
+    records with the five features in different orders. ``deterministic=True`` sorts map keys.
+    """
+
+    def serialize_example(self, example) -> bytes:
+        return self.get_tf_example(example).SerializeToString(deterministic=True)
+
+
+@contextlib.contextmanager
+def _deterministic_records():
+    """TFDS's split writers create their serializer as ``example_serializer.ExampleSerializer``
+    while a build runs: for the block, that name is the deterministic one."""
+    original = example_serializer.ExampleSerializer
+    example_serializer.ExampleSerializer = _DeterministicSerializer
+    try:
+        yield
+    finally:
+        example_serializer.ExampleSerializer = original
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -107,8 +135,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Put the daily ModelE E3 output files of every split's date range into one folder,
     `manual_dir`, named `YYYYMMDD.<stream>E3oma.nc` for the streams aijh1, aijlh1, cijlh1,
-    taijlh1 and tNDaijh1 (see docs/data_contract.md); `axyp` and `landfr` go into the
-    aijh1 file. No ModelE output can be downloaded; `bcb-emulator simulate` writes such files.
+    taijlh1 and tNDaijh1 (see docs/data_contract.md), with ModelE's annual file
+    `ANN<year>.xaij<run>.nc` holding `axyp` and `landfr` (or put those two into every aijh1
+    file). No ModelE output can be downloaded; `bcb-emulator simulate` writes such files.
     Then: `bcb-emulator build-dataset --input DIR --data-dir OUT --config coarse_l20`, or
     `tfds build tfds_builders/modele_bcb --manual_dir DIR --data_dir OUT --config coarse_l20`.
     """
@@ -145,6 +174,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         ),
     ]
     DEFAULT_CONFIG_NAME = "coarse_l20"
+
+    def __init__(self, *, static_file: str | os.PathLike | None = None, **kwargs):
+        """`static_file`: the file holding ``axyp`` and ``landfr``; default the annual
+        ``ANN<year>.xaij<run>.nc`` of ``manual_dir``, else each day's ``aijh1`` file."""
+        super().__init__(**kwargs)
+        self.static_file = static_file
+        self._original_state["static_file"] = static_file  # TFDS pickles builders by this
 
     @property
     def spec(self) -> DatasetSpec:
@@ -200,7 +236,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _download_and_prepare(self, dl_manager, download_config):
         """Records whether a Beam runner is configured, then builds as usual."""
         self._use_beam = bool(download_config.beam_runner or download_config.beam_options)
-        return super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
+        with _deterministic_records():
+            return super()._download_and_prepare(
+                dl_manager=dl_manager, download_config=download_config
+            )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         """Validates every file of every split, stores statistics, returns the generators."""
@@ -208,7 +247,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         days = {
             s.name: reader.split_days(input_dir, s, self.spec.allow_gaps) for s in self.spec.splits
         }
-        stats = _validate_and_compute_stats(input_dir, days, self.spec)
+        self._static = reader.find_static(input_dir, self.spec, self.static_file)
+        stats = _validate_and_compute_stats(input_dir, days, self.spec, self._static)
         out_dir = Path(self.data_dir)  # the temporary folder until the build completes
         stats.save(out_dir / normalization.STATS_FILENAME)
         (out_dir / SPEC_FILENAME).write_text(json.dumps(self.spec.to_json(), indent=1))
@@ -224,9 +264,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         if getattr(self, "_use_beam", False):
             beam = tfds.core.lazy_imports.apache_beam
             return beam.Create(days) | beam.FlatMap(
-                _examples_of_day, input_dir=input_dir, spec=self.spec, split=split_range
+                _examples_of_day,
+                input_dir=input_dir,
+                spec=self.spec,
+                split=split_range,
+                static=self._static,
             )
-        return reader.iter_examples(input_dir, split_range, _progress(days, split), self.spec)
+        return reader.iter_examples(
+            input_dir, split_range, _progress(days, split), self.spec, self._static
+        )
 
 
 def _progress(days: list[int], split: str):
@@ -235,7 +281,10 @@ def _progress(days: list[int], split: str):
 
 
 def _validate_and_compute_stats(
-    input_dir: os.PathLike, days: dict[str, list[int]], spec: DatasetSpec
+    input_dir: os.PathLike,
+    days: dict[str, list[int]],
+    spec: DatasetSpec,
+    static: reader.StaticFields,
 ) -> normalization.NormalizationStats:
     """Reads every day once (all checks, values included); accumulates training statistics.
 
@@ -243,11 +292,11 @@ def _validate_and_compute_stats(
     """
     for split_days in days.values():
         for day in split_days:
-            reader.scan_day(input_dir, day, spec)
+            reader.scan_day(input_dir, day, spec, static)
     acc = normalization.StatsAccumulator(spec.grid.area, spec.n_levels)
     todo = [(name, day) for name, split_days in days.items() for day in split_days]
     for name, day in tqdm.tqdm(todo, desc="checking values, statistics", unit="day"):
-        data = reader.read_day(input_dir, day, spec)
+        data = reader.read_day(input_dir, day, spec, static=static)
         if name in spec.stats_splits:
             acc.update(data.x2d, data.x3d, data.bcb)
     return acc.result(splits=spec.stats_splits)
