@@ -206,7 +206,7 @@ def _targets_by_split(report: str) -> list[str]:
             in_targets = True
         elif line.startswith("### "):
             in_targets = False
-        elif in_targets and line.startswith("| ") and not line.startswith("| target"):
+        elif in_targets and line.startswith("| ") and line[2:5] not in ("tar", "---"):
             rows.append(f"| {split}: {line[2:]}")
     return rows
 
