@@ -2,10 +2,16 @@
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bcb_emulator import reference
 from bcb_emulator.data.calendar import parse_date
 from bcb_emulator.grid import get_grid
 from bcb_emulator.reference import physics, qus
@@ -313,3 +319,49 @@ def test_a_month_closes_the_budget_and_lifetime_matches_modele():
     assert 5.0 <= lifetime <= 8.0
     column = model.tracer.sum(axis=(1, 2))
     assert 0.78 <= column[:20].sum() / column.sum() <= 0.92
+
+
+_CACHE_MISSES = """
+import numba
+from bcb_emulator.reference import emissions, meteorology, model, physics, qus
+from bcb_emulator.reference.model import ReferenceModel, SimulationConfig
+m = ReferenceModel(SimulationConfig(grid="small", spinup_days=0))
+m.time = 58581.0
+m.step(), m.step(), m.output_fields()
+kernels = [getattr(mod, name) for mod in (emissions, meteorology, model, physics, qus)
+           for name in dir(mod)]
+kernels = [k for k in kernels if isinstance(k, numba.core.registry.CPUDispatcher)]
+print(len(kernels), sum(sum(k.stats.cache_misses.values()) for k in kernels))
+"""
+
+
+def test_every_kernel_is_loaded_from_numba_cache_in_a_new_process():
+    """A second process compiles nothing: every kernel it runs comes from numba's cache."""
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _CACHE_MISSES],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=900,
+        ).stdout.split()
+        for _ in range(2)  # the first one fills the cache where it is empty
+    ]
+    n_kernels, misses = map(int, runs[1])
+    assert n_kernels > 20
+    assert misses == 0
+
+
+def test_numba_cache_falls_back_to_a_temporary_folder_only_where_needed(tmp_path):
+    writable = tmp_path / "cache"
+    under_a_file = tmp_path / "file"
+    under_a_file.write_text("")
+    read_only = under_a_file / "__pycache__"  # cannot be made
+    assert reference.numba_cache_dir(writable, read_only, {}) is None
+    assert reference.numba_cache_dir(read_only, writable, {}) is None
+    assert reference.numba_cache_dir(read_only, read_only, {"NUMBA_CACHE_DIR": "x"}) is None
+    fallback = reference.numba_cache_dir(read_only, read_only, {})
+    assert fallback.parent == Path(tempfile.gettempdir())
+    assert fallback.name.startswith("bcb_emulator-numba-")

@@ -5,13 +5,24 @@ lon``, float ``level`` 1..L, ``noleap`` calendar, time stamps at HH:15 / HH:45 f
 output (the middle of each 30-minute step). Static fields (``axyp``, ``landfr``) go into the
 ``aijh1`` file with dims ``(lat, lon)``. Files are zlib-compressed and written atomically: a
 temporary file in the same folder is renamed into place only once complete, so an interrupted
-run never leaves a half-written file under a final name.
+run never leaves a half-written file under a final name; :func:`remove_stale_temporaries`
+clears what a killed run left.
+
+Each compressed chunk holds one level of one variable over the whole day, ``(T, 1, lat, lon)``
+(``(T, lat, lon)`` for 2D): successive time stamps of a level differ little, so after the
+byte shuffle zlib finds long repeats, and the day compresses to less than half the size of
+per-stamp chunks in half the time. The chunking changes the file's bytes, not its values.
+
+:class:`BackgroundWriter` runs the writing on a thread while the model computes the next day.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import queue
+import re
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import netCDF4
@@ -110,15 +121,133 @@ def _write_stream(
             var = ds.createVariable(name, "f8", dims)
             var.setncatts(attrs)
             var[:] = data
+        n_time = times.shape[0]
         for v in stream_vars:
             if not v.time_varying:
-                dims = ("lat", "lon")
+                dims, chunks = ("lat", "lon"), grid.shape
             elif v.is_3d:
-                dims = ("time", "level", "lat", "lon")
+                dims, chunks = ("time", "level", "lat", "lon"), (n_time, 1) + grid.shape
             else:
-                dims = ("time", "lat", "lon")
+                dims, chunks = ("time", "lat", "lon"), (n_time,) + grid.shape
             var = ds.createVariable(
-                v.name, "f4", dims, zlib=True, complevel=complevel, shuffle=True
-            )
+                v.name, "f4", dims, zlib=True, complevel=complevel, shuffle=True,
+                chunksizes=chunks,
+            )  # fmt: skip
             var.setncatts({"units": v.units, "long_name": v.long_name})
             var[:] = np.asarray(values[v.name], np.float32)
+
+
+#: Temporary names the reference model writes next to its outputs (day files, restart files,
+#: config records): ``<final name>.tmp<pid>``, and ``.tmp<pid>.npz`` for restart files
+#: (``numpy.savez`` insists on the suffix).
+_TEMPORARY = re.compile(
+    r"^(\d{8}\.\w+E3oma\.nc|restart_\w+\.npz|simulation_\w+\.json)\.tmp(?P<pid>\d+)(\.npz)?$"
+)
+
+
+def remove_stale_temporaries(out_dir: str | os.PathLike) -> list[Path]:
+    """Deletes the temporary files a killed run left in `out_dir`; returns those deleted.
+
+    Only names this package writes (a day file's or a restart file's name followed by
+    ``.tmp<pid>``) are considered, and only those of a process that no longer runs (or of
+    this process, which has written nothing yet): a run writing into the same folder at the
+    same time keeps its files.
+    """
+    removed = []
+    for path in sorted(Path(out_dir).glob("*.tmp*")):
+        match = _TEMPORARY.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        pid = int(match["pid"])
+        if pid != os.getpid() and _process_exists(pid):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process with id `pid` exists (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class BackgroundWriter:
+    """Runs write jobs one after the other, in order, on one background thread.
+
+    netCDF and zlib release the GIL while they compress and write, so the model's next day
+    computes meanwhile. At most `depth` jobs wait; :meth:`submit` blocks beyond that, which
+    bounds memory. An error in a job is raised again by the next :meth:`submit` or by
+    :meth:`close`, and no later job runs. With ``threaded=False`` every job runs at once in
+    the caller's thread (the reference for tests).
+
+    Args:
+        threaded: run jobs on the background thread (else synchronously).
+        depth: jobs that may wait behind the running one.
+
+    Example:
+
+    >>> with BackgroundWriter() as jobs:  # doctest: +SKIP
+    ...     jobs.submit(write_day, out_dir, day, times, fields, static, grid, n_levels)
+    """
+
+    def __init__(self, threaded: bool = True, depth: int = 1):
+        self.threaded = threaded
+        self.depth = depth
+        self._error: BaseException | None = None
+        self._jobs: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+        self._thread = None
+        if threaded:
+            self._thread = threading.Thread(target=self._work, name="bcb-writer", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if self._error is None:
+                fn, args = job
+                try:
+                    fn(*args)
+                except BaseException as err:  # noqa: BLE001 - handed to the caller
+                    self._error = err
+
+    def check(self) -> None:
+        """Raises the error of an earlier job, if any (every later call raises it again)."""
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, fn: Callable, *args) -> None:
+        """Queues ``fn(*args)``; raises the error of an earlier job, if any."""
+        self.check()
+        if self._thread is None:
+            fn(*args)
+        else:
+            self._jobs.put((fn, args))
+
+    def close(self) -> None:
+        """Waits for every queued job; raises the error of a job, if any."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        self.check()
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # Jobs already queued are whole days: they are finished even when the caller failed.
+        if exc_type is None:
+            self.close()
+        else:
+            try:
+                self.close()
+            except BaseException:  # noqa: BLE001 - the caller's error is the one to raise
+                pass

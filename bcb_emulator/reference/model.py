@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import queue
 import zipfile
 from pathlib import Path
 
@@ -203,6 +204,8 @@ class ReferenceModel:
         self._rain_scratch = [np.empty((shape[0], shape[1] * shape[2])) for _ in range(3)]
         self._fluxes = [np.empty(shape) for _ in range(3)]
         self._mu_step = np.empty(shape)
+        # Emission flux (kg m-2 s-1) applied in the last step, evaluated at its middle.
+        self._applied_flux: np.ndarray | None = None
 
     # ----- state -------------------------------------------------------------------------------
     def mixing_ratio(self) -> np.ndarray:
@@ -215,14 +218,14 @@ class ReferenceModel:
 
     def save_restart(self, path: str | os.PathLike) -> None:
         """Writes the model state atomically (tracer, moments, budget, clock)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-        np.savez(
-            tmp, tracer=self.tracer, moments=self.moments, time=self.time,
-            budget=np.array(dataclasses.astuple(self.budget)),
-            config=self.config.to_json(),
-        )  # fmt: skip
-        os.replace(tmp, path)
+        _write_restart(path, self._restart_state())
+
+    def _restart_state(self) -> dict:
+        """A copy of the state :meth:`save_restart` writes (the model may step on)."""
+        return {
+            "tracer": self.tracer.copy(), "moments": self.moments.copy(), "time": self.time,
+            "budget": np.array(dataclasses.astuple(self.budget)), "config": self.config.to_json(),
+        }  # fmt: skip
 
     def load_restart(self, path: str | os.PathLike) -> None:
         """Restores a state written by :meth:`save_restart` with the same configuration."""
@@ -246,6 +249,7 @@ class ReferenceModel:
         self.time = float(state["time"])
         self.budget = Budget(*state["budget"].tolist())
         self._tf = None
+        self._applied_flux = None
 
     # ----- time stepping -----------------------------------------------------------------------
     def _removal_rates(self, tf: TransportFields):
@@ -295,7 +299,8 @@ class ReferenceModel:
         mass[...] = self.air_mass
         most = qus.advect(self.tracer, self.moments, mass, *self._fluxes, reverse=bool(n % 2))
         self.max_substeps = max(self.max_substeps, most)
-        flux, share = self.emissions.flux(self.time + 0.5 * cfg.dt / DAY)
+        flux, share = self.emissions.flux(n * cfg.dt / DAY + 0.5 * cfg.dt / DAY)  # mid-step
+        self._applied_flux = flux
         pblht = self.met.pbl_height(self.time)
         dry_keep, wet_keep, conv_scav = self._rates
         budget = physics.column_physics(
@@ -309,17 +314,34 @@ class ReferenceModel:
         self.time = (n + 1) * cfg.dt / DAY
 
     def output_fields(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """The registry's time-varying fields now (lowest L layers) and the static ones."""
+        """The registry's time-varying fields of the step just taken (lowest L layers) and
+        the static ones.
+
+        Every field belongs to the time stamp of the step, its middle (:meth:`stamp`): the
+        tracer and air mass are the state after the step; the emission flux is the one the
+        step applied, evaluated at its middle; the meteorology's diagnostics are evaluated at
+        the middle, with the winds, rain and convection of the step's met interval.
+        """
         L = self.config.n_levels
-        tf = self._tf if self._tf is not None else self.met.transport(self.time)
-        fields = self.met.diagnostics(self.time, tf)
-        flux, _ = self.emissions.flux(self.time)
+        stamp = self.stamp()
+        tf = self._tf if self._tf is not None else self.met.transport(stamp)
+        fields = self.met.diagnostics(stamp, tf)
+        flux = self._applied_flux
+        if flux is None:  # no step taken since the start or a restart
+            flux, _ = self.emissions.flux(stamp)
         fields["BCB"] = self.mixing_ratio() / BCB_UNIT
         fields["BCB_biomass_src"] = flux / EMISSION_UNIT
         fields["airmass"] = self.air_mass / self.grid.area[None]
         out = {k: (v[:L] if v.ndim == 3 else v) for k, v in fields.items()}
         static = {"axyp": self.grid.area, "landfr": self.met.landfr}
         return out, static
+
+    def stamp(self) -> float:
+        """Time stamp of the step just taken, its middle (HH:15 or HH:45), days: the time
+        at which :meth:`step` evaluated the emissions, to the last bit."""
+        dt = self.config.dt
+        n = int(round(self.time * DAY / dt)) - 1  # the step's number since 1850-01-01
+        return n * dt / DAY + 0.5 * dt / DAY
 
     def run(
         self,
@@ -328,13 +350,20 @@ class ReferenceModel:
         out_dir: str | os.PathLike,
         progress: bool = True,
         resume: bool = True,
+        background_writer: bool = True,
     ) -> Budget:
         """Simulates ``[start, end]`` (inclusive, YYYY-MM-DD) and writes daily files.
 
         A spin-up of ``config.spinup_days`` precedes `start`. A restart file in `out_dir`
-        (``restart_<scenario>.npz``) is written after every day; with `resume`, a run restarts
-        from it and skips the days already written. Each written field is the state after a
-        model step, stamped at the middle of that step (HH:15 or HH:45).
+        (``restart_<scenario>.npz``) is written after every day, once the day's files are on
+        disk; with `resume`, a run restarts from it and skips the days already written. Each
+        written field belongs to the middle of a model step, its time stamp (HH:15 or HH:45;
+        :meth:`output_fields`). Temporary files a killed run left in `out_dir` are deleted
+        first. The folder's config record (``simulation_<scenario>.json``) is written once;
+        a run with another configuration into a folder that holds output is refused.
+
+        With `background_writer`, the files of a day are compressed and written on a thread
+        while the next day computes; the files are the same as without.
         """
         from tqdm.auto import tqdm
 
@@ -344,9 +373,10 @@ class ReferenceModel:
             raise ValueError(f"`end` must not precede `start`. Received: {start}..{end}")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        writer.remove_stale_temporaries(out_dir)
         # One restart file and config record per scenario: several runs may share a folder.
         restart = out_dir / f"restart_{cfg.scenario}.npz"
-        (out_dir / f"simulation_{cfg.scenario}.json").write_text(cfg.to_json())
+        self._record_config(out_dir, restart)
         steps_per_day = int(DAY // cfg.dt)
         if resume and restart.exists():
             self.load_restart(restart)
@@ -369,23 +399,106 @@ class ReferenceModel:
             self.time = float(first - cfg.spinup_days)
         day0 = int(round(self.time))
         total = (last + 1 - day0) * steps_per_day
-        with tqdm(
-            total=total, desc=f"simulate {cfg.scenario}", unit="step", disable=not progress
-        ) as bar:
+        n_out = steps_per_day // cfg.output_every
+        # Two sets of day buffers: one filled by the model while the writer writes the other.
+        free: queue.Queue = queue.Queue()
+        for _ in range(2):
+            free.put(self._day_buffers(n_out))
+        with (
+            writer.BackgroundWriter(threaded=background_writer) as jobs,
+            tqdm(total=total, desc=f"simulate {cfg.scenario}", unit="step",
+                 disable=not progress) as bar,
+        ):  # fmt: skip
             for day in range(day0, last + 1):
-                times, frames = [], []
+                output = day >= first
+                if output:
+                    times, frames = np.empty(n_out), _next_free(free, jobs)
                 for n in range(steps_per_day):
                     self.step()
                     bar.update(1)
-                    if day >= first and (n + 1) % cfg.output_every == 0:
-                        # The state after a step, stamped at the step's middle (HH:15, HH:45).
-                        stamp = self.time - 0.5 * cfg.dt / DAY
+                    if output and (n + 1) % cfg.output_every == 0:
+                        i = (n + 1) // cfg.output_every - 1
                         fields, static = self.output_fields()
-                        times.append(stamp)
-                        frames.append(fields)
-                if day >= first:
-                    stacked = {k: np.stack([f[k] for f in frames]) for k in frames[0]}
-                    writer.write_day(out_dir, day, np.array(times), stacked, static, self.grid,
-                                        cfg.n_levels)  # fmt: skip
-                self.save_restart(restart)
+                        times[i] = self.stamp()
+                        for name, buffer in frames.items():
+                            buffer[i] = fields[name]  # float32, as written
+                if output:
+                    jobs.submit(
+                        _write_day_and_restart, out_dir, day, times, frames, static, self.grid,
+                        cfg.n_levels, restart, self._restart_state(), free,
+                    )  # fmt: skip
+                else:
+                    jobs.submit(_write_restart, restart, self._restart_state())
         return self.budget
+
+    def _day_buffers(self, n_out: int) -> dict[str, np.ndarray]:
+        """Float32 buffers ``(T, ...)`` for one day's time-varying fields, by name."""
+        L, shape = self.config.n_levels, self.grid.shape
+        return {
+            v.name: np.empty((n_out, L) + shape if v.is_3d else (n_out,) + shape, np.float32)
+            for v in variables.ALL
+            if v.time_varying
+        }
+
+    def _record_config(self, out_dir: Path, restart: Path) -> None:
+        """Writes ``simulation_<scenario>.json``, or checks it against this configuration.
+
+        A record that differs is rewritten only when the folder holds no output it could
+        describe (no day file, no restart file of the scenario); otherwise the run is
+        refused, naming the fields that differ.
+        """
+        cfg = self.config
+        record = out_dir / f"simulation_{cfg.scenario}.json"
+        if record.exists():
+            try:
+                saved = json.loads(record.read_text())
+            except (OSError, ValueError) as err:
+                saved = {"unreadable": str(err)}
+            current = json.loads(cfg.to_json())
+            if saved == current:
+                return
+            output = restart.exists() or any(
+                next(out_dir.glob(f"*.{stream}E3oma.nc"), None) for stream in variables.STREAMS
+            )
+            if output:
+                differ = ", ".join(
+                    f"{k}={saved.get(k, '(missing)')!r} there, {current.get(k, '(missing)')!r} now"
+                    for k in sorted(set(saved) | set(current))
+                    if saved.get(k) != current.get(k)
+                )
+                raise ValueError(
+                    f"{out_dir} holds output of another configuration ({record}: {differ}). "
+                    "Run into another folder, or delete that folder's files first."
+                )
+        tmp = record.with_name(record.name + f".tmp{os.getpid()}")
+        tmp.write_text(cfg.to_json())
+        os.replace(tmp, record)
+
+
+def _next_free(free: queue.Queue, jobs: writer.BackgroundWriter):
+    """The next set of day buffers the writer hands back (a failed write raises here)."""
+    while True:
+        jobs.check()
+        try:
+            return free.get(timeout=1.0)
+        except queue.Empty:
+            continue
+
+
+def _write_restart(path: str | os.PathLike, state: dict) -> None:
+    """Writes a restart file atomically from a state of :meth:`ReferenceModel._restart_state`."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+    np.savez(tmp, **state)
+    os.replace(tmp, path)
+
+
+def _write_day_and_restart(out_dir, day, times, frames, static, grid, n_levels, restart, state,
+                           free):  # fmt: skip
+    """Job of the writer: a day's files, then the restart file that says they exist; the
+    day's buffers are handed back to the model (`free`) whatever happens."""
+    try:
+        writer.write_day(out_dir, day, times, frames, static, grid, n_levels)
+        _write_restart(restart, state)
+    finally:
+        free.put(frames)
