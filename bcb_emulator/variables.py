@@ -43,7 +43,8 @@ class Variable:
     Attributes:
         name: netCDF variable name, exactly as ModelE writes it.
         stream: output stream, the ``<stream>`` in ``YYYYMMDD.<stream>E3oma.nc``; ``"static"``
-            for time-independent fields (written into the ``aijh1`` stream without a time axis).
+            for time-independent fields (ModelE's annual ``ANN<year>.xaij<run>.nc``, or the
+            ``aijh1`` daily file as the reference model writes them).
         units: CF-style units string written to the file.
         long_name: human-readable description.
         is_3d: True for ``(time, level, lat, lon)`` fields, False for ``(time, lat, lon)``.
@@ -144,10 +145,11 @@ X2D: tuple[Variable, ...] = tuple(v for v in _REGISTRY if v.role is Role.X2D)
 X3D: tuple[Variable, ...] = tuple(v for v in _REGISTRY if v.role is Role.X3D)
 TARGET: Variable = next(v for v in _REGISTRY if v.role is Role.TARGET)
 STATIC_STREAM = "static"
-#: Streams that hold time-varying fields, one file per day each. Static fields go into
-#: ``aijh1`` (without a time axis), as ModelE's ``aij`` accumulations carry ``axyp``.
+#: Streams that hold time-varying fields, one file per day each. Static fields are read from
+#: ModelE's annual file when there is one, else from ``aijh1`` (``bcb_emulator.data.reader``).
 STREAMS: tuple[str, ...] = ("aijh1", "aijlh1", "cijlh1", "taijlh1", "tNDaijh1")
-#: The stream that carries the static fields in files.
+#: The daily stream that carries the static fields when there is no annual file (the reference
+#: model writes them there, without a time axis).
 STATIC_HOST_STREAM = "aijh1"
 
 _BY_NAME = {v.name: v for v in _REGISTRY}

@@ -609,10 +609,11 @@ def _check_values(
     outside = ((raw <= lower) if v.lower_open else (raw < lower)) | (raw > upper)
     if outside.any():
         where = np.unravel_index(np.argmax(outside), raw.shape)
+        count = np.count_nonzero(outside)
         raise ValueError(
             f"{path}: variable {name!r} ({v.long_name}) must be in {v.range_text()}; found "
             f"{raw[where]:g} at {_place(dims, where, times, spec)} "
-            f"({np.count_nonzero(outside)} values outside)."
+            f"({count} value{'s' if count > 1 else ''} outside)."
         )
 
 
