@@ -78,12 +78,18 @@ def _snapshot(data_dir: Path) -> dict[str, bytes]:
 
 
 def _assert_nothing_partial(data_dir: Path) -> None:
+    """A failed build into a new `data_dir` leaves not even the folder (nor TFDS's
+    ``downloads/`` and ``.config/``)."""
     data_dir = Path(data_dir)
-    assert not list(data_dir.rglob("*.tfrecord*")), "records were written"
-    for pattern in ("incomplete.*", "building.*", "*.old.*", build_dir.LOCK_NAME):
-        assert not list(data_dir.rglob(pattern)), pattern
+    assert not data_dir.exists(), sorted(str(p) for p in data_dir.rglob("*"))
     with pytest.raises(ValueError, match="No built dataset"):
         BuiltDataset.open(data_dir, NAME)
+
+
+def _assert_no_leftovers(data_dir: Path) -> None:
+    """No temporary folder, lock or moved-aside dataset anywhere under `data_dir`."""
+    for pattern in ("incomplete.*", "building.*", "*.old.*", build_dir.LOCK_NAME):
+        assert not list(Path(data_dir).rglob(pattern)), pattern
 
 
 def _edit(path: Path, name: str, value, index=INDEX_3D) -> None:
@@ -451,12 +457,16 @@ def test_other_splits_are_not_served_from_an_existing_dataset(files, existing, c
     assert _snapshot(existing) == before
     assert main([*argv, "--overwrite"]) == 0  # rebuilt as asked
     assert BuiltDataset.open(existing, NAME).split_sizes == {"train": 12}
-    assert not list(existing.rglob("building.*")) and not list(existing.rglob("*.old.*"))
+    _assert_no_leftovers(existing)
 
 
 def test_the_same_request_reuses_the_dataset(files, existing, capsys):
     before = _snapshot(existing)
     _edit(_path(files, "taijlh1"), "BCB", -1.0)  # not read: nothing is rebuilt
+    code, _ = _cli(capsys, files, existing)
+    assert code == 0 and _snapshot(existing) == before
+    _assert_no_leftovers(existing)
+    shutil.rmtree(files)  # reusing needs no input (the netCDF files may be gone)
     code, _ = _cli(capsys, files, existing)
     assert code == 0 and _snapshot(existing) == before
 
@@ -468,8 +478,7 @@ def test_overwrite_with_bad_input_keeps_the_old_dataset(files, existing, capsys)
     assert code == 2 and "20100103.taijlh1E3oma.nc: variable 'airmass'" in err
     assert _snapshot(existing) == before
     assert BuiltDataset.open(existing, NAME).split_sizes == {"train": 8, "test": 4}
-    for pattern in ("building.*", "incomplete.*", "*.old.*", build_dir.LOCK_NAME):
-        assert not list(existing.rglob(pattern)), pattern
+    _assert_no_leftovers(existing)
 
 
 def test_leftovers_of_killed_builds_are_cleaned_by_the_next_run(files, baseline, tmp_path):

@@ -69,10 +69,12 @@ def check_input_dir(input_dir: str | os.PathLike, pattern: str) -> Path:
     raise ValueError(f"`input_dir` (--input) must be {expected}. Received: {path} ({problem})")
 
 
-def prepare_config_dir(data_dir: str | os.PathLike, config_dir: Path) -> None:
+def prepare_config_dir(data_dir: str | os.PathLike, config_dir: Path) -> list[Path]:
     """Creates `config_dir` (inside `data_dir`) and checks that files can be written there;
-    raises `ValueError` naming the path if `data_dir` lies under a file or is not writable."""
+    raises `ValueError` naming the path if `data_dir` lies under a file or is not writable.
+    Returns the folders it created, deepest first (see :func:`remove_created`)."""
     data_dir = Path(data_dir)
+    made = [p for p in (config_dir, *config_dir.parents) if not p.exists()]
     for parent in (data_dir, *data_dir.parents):
         if parent.exists():
             if not parent.is_dir():
@@ -87,10 +89,25 @@ def prepare_config_dir(data_dir: str | os.PathLike, config_dir: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
+        remove_created(made)
         raise ValueError(
             f"`data_dir` (--data-dir) must be a folder this user can write to. Received: "
             f"{data_dir} (writing in {config_dir} failed: {err.strerror or err})"
         ) from None
+    return made
+
+
+def remove_created(folders: list[Path]) -> None:
+    """After a failed build: removes those of `folders` (the ones it created, deepest first)
+    that hold nothing but TFDS's bookkeeping (empty folders such as ``downloads/extracted``,
+    a ``.config/metadata.json``), so that it leaves no trace."""
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        files = [p for p in folder.rglob("*") if not p.is_dir()]
+        if any(p.parent.name != ".config" or p.name != "metadata.json" for p in files):
+            return  # something else is there: keep it and its parents
+        shutil.rmtree(folder)
 
 
 @contextlib.contextmanager

@@ -261,13 +261,15 @@ def build_dataset(
             )
         spec = dataclasses.replace(spec, name=built_name)
         config = mb.ModelEBcbConfig(name=built_name, description=base.description, spec=spec)
-    input_dir = build_dir.check_input_dir(input_dir, DAILY_FILE_GLOB)
     config_dir = Path(data_dir) / DATASET_NAME / config.name
-    build_dir.prepare_config_dir(data_dir, config_dir)
     version = str(builder_cls.VERSION)
     target = config_dir / version
+    if overwrite or not target.exists():  # a dataset to reuse needs no input
+        build_dir.check_input_dir(input_dir, DAILY_FILE_GLOB)
+    made = build_dir.prepare_config_dir(data_dir, config_dir)
 
     def prepare(into: Path) -> None:
+        build_dir.check_input_dir(input_dir, DAILY_FILE_GLOB)
         builder = builder_cls(config=config, data_dir=os.fspath(into), static_file=static_file)
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(
@@ -277,19 +279,23 @@ def build_dataset(
             )
         )
 
-    with build_dir.build_lock(config_dir, f"{DATASET_NAME}/{config.name}"):
-        build_dir.remove_leftovers(config_dir, version)
-        if not target.exists():
-            prepare(Path(data_dir))
-        elif not overwrite:
-            _check_reusable(target, spec)
-        else:
-            staging = build_dir.staging_dir(config_dir)
-            try:
-                prepare(staging)
-                build_dir.swap_in(staging / DATASET_NAME / config.name / version, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with build_dir.build_lock(config_dir, f"{DATASET_NAME}/{config.name}"):
+            build_dir.remove_leftovers(config_dir, version)
+            if not target.exists():
+                prepare(Path(data_dir))
+            elif not overwrite:
+                _check_reusable(target, spec)
+            else:
+                staging = build_dir.staging_dir(config_dir)
+                try:
+                    prepare(staging)
+                    build_dir.swap_in(staging / DATASET_NAME / config.name / version, target)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        build_dir.remove_created(made)  # the folders this call made, unless they hold more
+        raise
     return BuiltDataset.open(data_dir, config.name)
 
 
