@@ -1,9 +1,12 @@
 """modele_bcb: ModelE E3 black carbon (BCB) output as TFRecords, one example per time step.
 
 Reads the daily ``YYYYMMDD.<stream>E3oma.nc`` files (``docs/data_contract.md``) from
-``manual_dir`` — real ModelE output or the reference model's — validates all of them first
-(``bcb_emulator.data.reader``), computes the normalization statistics from the training
-split(s) (``bcb_emulator.data.normalization``), then writes one example per time step in time order.
+``manual_dir`` — real ModelE output or the reference model's — and the static fields from
+ModelE's annual ``ANN<year>.xaij<run>.nc`` there (or the builder's ``static_file``, else the
+daily ``aijh1`` files); validates all of them first (``bcb_emulator.data.reader``), computes the
+normalization statistics from the training split(s) (``bcb_emulator.data.normalization``),
+then writes one example per time step in time order. Each example's features are serialized in
+sorted key order, so two builds of the same files write byte-identical records.
 
 Splits are date ranges in the builder config (``bcb_emulator.data.spec``). Besides the
 TFRecords, the version folder holds ``normalization.json`` (statistics),
