@@ -308,6 +308,30 @@ def test_missing_static_file_option(files, tmp_path, capsys):
     _assert_nothing_partial(tmp_path / "data")
 
 
+def test_static_file_option_naming_a_folder(files, tmp_path, capsys):
+    code, err = _cli(capsys, files, tmp_path / "data", "--static-file", files)
+    assert code == 2 and f"Received: {files} (a folder)" in err
+    _assert_nothing_partial(tmp_path / "data")
+
+
+def test_annual_file_that_is_not_netcdf(files, tmp_path, capsys):
+    annual = _to_modele_layout(files)
+    annual.write_text("ANN2010 diagnostics, printed\n")
+    code, err = _cli(capsys, files, tmp_path / "data")
+    assert code == 2
+    assert f"{annual} is not a readable netCDF file; the static (annual) file must hold " in err
+    assert "['axyp', 'landfr']" in err
+    _assert_nothing_partial(tmp_path / "data")
+
+
+def test_annual_file_on_another_grid(files, tmp_path, capsys):
+    annual = _to_modele_layout(files)
+    _rewrite(annual, {"lat": (("lat",), "f8", np.linspace(-80, 80, 6), {})})
+    code, err = _cli(capsys, files, tmp_path / "data")
+    assert code == 2 and f"{annual}: variable 'lat' does not match grid 'tiny'" in err
+    _assert_nothing_partial(tmp_path / "data")
+
+
 def test_annual_file_without_landfr(files, tmp_path, capsys):
     annual = _to_modele_layout(files)
     _rewrite(annual, drop=("landfr",))

@@ -291,16 +291,18 @@ def _in_stream(stream: str) -> tuple[variables.Variable, ...]:
     return tuple(v for v in READ_VARIABLES if variables.file_stream(v) == stream)
 
 
-def _open(
-    path: Path, stream: str, expected: tuple[variables.Variable, ...] | None = None
-) -> netCDF4.Dataset:
+def _open(path: Path, stream: str | None) -> netCDF4.Dataset:
+    """Opens a daily file of `stream`, or the static (annual) file if `stream` is None."""
     try:
         return netCDF4.Dataset(path, "r")
     except (OSError, RuntimeError) as err:
-        names = [v.name for v in (_in_stream(stream) if expected is None else expected)]
+        if stream is None:
+            what, names = "the static (annual) file", [v.name for v in STATIC_VARIABLES]
+        else:
+            what, names = f"stream {stream!r}", [v.name for v in _in_stream(stream)]
         raise ValueError(
-            f"{path} is not a readable netCDF file; stream {stream!r} must hold variables "
-            f"{names}. Received: {err}"
+            f"{path} is not a readable netCDF file; {what} must hold variables {names}. "
+            f"Received: {err}"
         ) from None
 
 
@@ -347,7 +349,7 @@ def _read_stream(
 
 def _read_static_file(path: Path, spec: DatasetSpec) -> dict[str, np.ndarray]:
     """Reads and validates the static fields of an annual file: ``{name: (H, W) float32}``."""
-    with _open(path, "static", STATIC_VARIABLES) as ds:
+    with _open(path, None) as ds:
         _check_grid(ds, path, spec)
         fields = {}
         for v in STATIC_VARIABLES:
