@@ -30,12 +30,19 @@ Example:
 
 from __future__ import annotations
 
+import json
+import pathlib
+import zipfile
+
 import keras
 import numpy as np
 
 from bcb_emulator import losses, metrics  # noqa: F401  (register the loss and metrics)
 from bcb_emulator.config import ModelConfig
 from bcb_emulator.layers import ConvLSTMStack, Readout, SFTFusion, SpatialEncoder
+
+#: The members of a `.keras` archive that `load_emulator` needs.
+KERAS_MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
 
 
 def build_emulator(config: ModelConfig) -> keras.Model:
@@ -89,8 +96,63 @@ def load_emulator(path, compile: bool = True) -> keras.Model:
     Importing this module registers everything such a file names: the custom layers, the
     `losses.MseMae` loss and the `metrics` it was compiled with. ``compile=False`` skips the
     optimizer, loss and metrics (inference only).
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ValueError: naming the file and what is wrong with it, when it is not a ``.keras``
+            zip archive (empty, truncated, another format), lacks a member of one, holds a
+            configuration Keras cannot rebuild, or is a model without the emulator's inputs.
     """
-    return keras.saving.load_model(path, compile=compile)
+    path = pathlib.Path(path)
+    expected = (
+        "a `.keras` model saved by `bcb-emulator train` (a zip archive of "
+        f"{', '.join(KERAS_MEMBERS)})"
+    )
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; expected {expected}.")
+    if not path.is_file():
+        raise ValueError(f"{path} is a folder; expected {expected}. Received: {path}")
+    size = path.stat().st_size
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a zip archive ({size} bytes: empty, truncated by an interrupted "
+            f"copy or save, or another format); expected {expected}. Received: {path}"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            missing = sorted(set(KERAS_MEMBERS) - set(archive.namelist()))
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ValueError(f"{path} is a damaged zip archive ({err}); expected {expected}.") from err
+    if missing:
+        raise ValueError(
+            f"{path} lacks {missing} of a `.keras` archive; expected {expected}. "
+            f"Received: {path} ({size} bytes)"
+        )
+    if damaged is not None:
+        raise ValueError(
+            f"{path} holds a damaged member {damaged!r} (its checksum does not match); "
+            f"expected {expected}."
+        )
+    try:
+        model = keras.saving.load_model(path, compile=compile)
+    except (ValueError, TypeError, KeyError, OSError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{path} could not be loaded as an emulator: {type(err).__name__}: "
+            f"{str(err)[:500]}. Expected {expected}."
+        ) from err
+    try:
+        inputs = model.input
+    except (AttributeError, ValueError):  # a model never called has no inputs
+        inputs = None
+    names = sorted(inputs) if isinstance(inputs, dict) else None
+    if names not in (["x2d"], ["x2d", "x3d"]):
+        raise ValueError(
+            f"{path} holds a Keras model that is not an emulator: its inputs must be a dict "
+            f"named 'x2d' (and 'x3d'). Received: {type(model).__name__} {model.name!r} with "
+            f"inputs {names or inputs}"
+        )
+    return model
 
 
 def from_channels_first(x2d, x3d):

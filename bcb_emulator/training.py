@@ -5,7 +5,10 @@ from the best weights of the tier before). Each tier writes into ``<out_dir>/<ti
 
 - ``best.weights.h5`` — `ModelCheckpoint` on the best ``val_loss``, loaded at the tier's end;
 - ``backup/`` — `BackupAndRestore`: rerunning the same command after a kill resumes at the
-  last finished epoch (a finished tier is skipped: its ``model.keras`` exists);
+  last finished epoch (a finished tier is skipped: its ``model.keras`` exists). The backup is
+  the last callback of an epoch, so an epoch it counts as done has its rows, its checkpoint
+  and its early-stopping state already written; it is removed once the tier's ``model.keras``
+  is saved;
 - ``history.csv`` — `CSVLogger` (appended across resumptions): loss, mean R², R² at level 1
   and the learning rate per epoch, the values the console shows;
 - ``levels.csv`` — R² and Pearson r of every level per epoch, training and validation (also
@@ -13,6 +16,10 @@ from the best weights of the tier before). Each tier writes into ``<out_dir>/<ti
 - ``logs/`` — `TensorBoard`; ``model.keras`` — the tier's final model (best weights).
 
 and the run writes ``<out_dir>/model.keras`` and ``<out_dir>/train_config.json`` beside it.
+Every ``model.keras`` is written whole or not at all (saved aside, then renamed), and nothing
+is written before the config and the data of the tiers still to train have been checked. A
+run killed at any point and rerun ends with the weights, ``history.csv`` and summary of a run
+never interrupted (``docs/reliability.md``).
 
 Data: a `bcb_emulator.data.BuiltDataset` (opened from `TrainConfig.data_dir` and
 `TrainConfig.builder_config` unless given), whose ``windows`` yield ``({"x2d": (B, T, H, W, 6),
@@ -30,11 +37,13 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import pathlib
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
-from bcb_emulator import grid
+from bcb_emulator import grid, paths
 from bcb_emulator.config import Tier, TrainConfig
 
 #: Name of the saved model and of its config inside `TrainConfig.out_dir`.
@@ -108,9 +117,24 @@ def train(
     from bcb_emulator.models import build_emulator
 
     out_dir = pathlib.Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / CONFIG_FILE
+    paths.check_output_dir(out_dir, "out_dir")
     _check_same_run(config, config_path)
+    pending = [tier for tier in config.tiers if not _tier_done(config, tier)]
+    if pending and dataset is None:
+        from bcb_emulator.data import BuiltDataset
+
+        dataset = BuiltDataset.open(config.data_dir, config.builder_config)
+    for tier in pending:  # a config the data cannot train fails before anything is written
+        try:
+            windows(dataset, config, tier.train_split, shuffle=True)
+            windows(dataset, config, tier.val_split, shuffle=False)
+            steps_per_epoch(dataset, config, tier)
+        except ValueError as err:
+            raise ValueError(f"Tier {tier.name!r} cannot train on its data: {err}") from err
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir, *(out_dir / tier.name for tier in config.tiers)):
+        paths.remove_partials(folder, _PARTIAL)  # models a killed run was saving
     config.save(config_path)
 
     keras.utils.set_random_seed(config.seed)
@@ -122,18 +146,28 @@ def train(
             model = build_emulator(config.model)
         history = {}
         for tier in config.tiers:
-            if dataset is None and not _tier_done(config, tier):
-                from bcb_emulator.data import BuiltDataset
-
-                dataset = BuiltDataset.open(config.data_dir, config.builder_config)
             history[tier.name] = _train_tier(
                 model, config, tier, strategy, dataset, callbacks, verbose
             )
         model_path = out_dir / MODEL_FILE
-        model.save(model_path)
+        save_model(model, model_path)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     return TrainSummary(model_path, config_path, history, strategy.num_replicas_in_sync)
+
+
+#: Models being saved (`save_model`): a killed run's are removed by the next run.
+_PARTIAL = r"\.model\.(?P<pid>\d+)\.partial\.keras"
+
+
+def save_model(model, path: pathlib.Path) -> None:
+    """Saves `model` at `path` (``.keras``) whole or not at all: written beside it under a
+    temporary name, then renamed, so that a kill never leaves a truncated ``model.keras``
+    that a rerun would take for a finished one."""
+    path = pathlib.Path(path)
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
+    model.save(partial)
+    os.replace(partial, path)
 
 
 def _check_same_run(config: TrainConfig, config_path: pathlib.Path) -> None:
@@ -165,12 +199,14 @@ def _train_tier(model, config, tier: Tier, strategy, dataset, extra_callbacks, v
     """Fits `model` on one tier, leaving it with the tier's best weights; returns its history."""
     import keras
 
+    from bcb_emulator.models import load_emulator
+
     tier_dir = pathlib.Path(config.out_dir) / tier.name
     tier_dir.mkdir(parents=True, exist_ok=True)
     final_path = tier_dir / MODEL_FILE
     if final_path.exists():
         # Finished in an earlier run: take its weights and go on to the next tier.
-        model.set_weights(keras.saving.load_model(final_path).get_weights())
+        model.set_weights(load_emulator(final_path, compile=False).get_weights())
         return _read_history(tier_dir / "history.csv")
 
     train_ds = windows(dataset, config, tier.train_split, shuffle=True)
@@ -179,39 +215,51 @@ def _train_tier(model, config, tier: Tier, strategy, dataset, extra_callbacks, v
     # One repeated stream of seeded, reshuffled epochs: epoch e is batches [e·steps, (e+1)·steps).
     # A resumed run skips the epochs already done, so it sees the batches an uninterrupted run
     # would have seen, in the same order.
-    done = _resume_epoch(tier_dir)
+    backup_dir = tier_dir / "backup"
+    done = _resume_epoch(backup_dir)
     train_ds = train_ds.repeat().skip(done * steps)
     history_path = tier_dir / "history.csv"
-    best_so_far = _truncate_history(history_path, done)
+    _truncate_history(history_path, done)  # rows of an epoch the backup does not count
     _truncate_history(tier_dir / LEVELS_FILE, done)
+    resumed = replay_val_loss(
+        _read_history(history_path).get("val_loss", []), config.early_stopping_patience
+    )
     skill = compile_emulator(model, config, tier, steps, strategy)
     best_path = tier_dir / "best.weights.h5"
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(tier_dir / "backup")),
         keras.callbacks.ModelCheckpoint(
             str(best_path),
             monitor="val_loss",
             save_best_only=True,
             save_weights_only=True,
-            initial_value_threshold=best_so_far,
+            initial_value_threshold=resumed.best,
         ),
         keras.callbacks.TensorBoard(str(tier_dir / "logs")),
-        *epoch_callbacks(config, tier_dir, skill, tier_dir / "logs"),
+        *epoch_callbacks(config, tier_dir, skill, tier_dir / "logs", resumed),
         *extra_callbacks,
+        # Last, so that the epoch it records as done is recorded everywhere above; kept until
+        # the tier's model.keras is saved (a kill after the last epoch resumes with no epoch).
+        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
     ]
+    # `BackupAndRestore` resumes by setting `model._initial_epoch`, which `fit` reads and never
+    # clears: left from a resumed tier, it would make the next tier start at that epoch.
+    model._initial_epoch = None
     model.fit(
         train_ds,
         validation_data=val_ds,
-        epochs=tier.epochs,
+        # A tier that early stopping ended before the kill gets no further epoch.
+        epochs=done if resumed.stopped else tier.epochs,
         steps_per_epoch=steps,
         validation_steps=config.validation_steps,
         callbacks=callbacks,
         shuffle=False,  # the windows are shuffled by the pipeline, seeded
         verbose=verbose,
     )
+    model._initial_epoch = None
     if best_path.exists():
         model.load_weights(best_path)
-    model.save(final_path)
+    save_model(model, final_path)
+    shutil.rmtree(backup_dir, ignore_errors=True)
     return _read_history(history_path)
 
 
@@ -269,20 +317,33 @@ def compile_emulator(model, config: TrainConfig, tier: Tier, steps: int, strateg
     return skill
 
 
-def epoch_callbacks(config: TrainConfig, run_dir: pathlib.Path, skill, logs_dir) -> list:
+def epoch_callbacks(
+    config: TrainConfig, run_dir: pathlib.Path, skill, logs_dir, resumed: Resumed | None = None
+) -> list:
     """The per-epoch callbacks of every fit of the emulator, writing into `run_dir`.
 
     The learning rate into the epoch logs, `EarlyStopping` on ``val_loss``
-    (`TrainConfig.early_stopping_patience`), `CSVLogger` (``history.csv``, appended) and, when
+    (`TrainConfig.early_stopping_patience`; starting from `resumed`'s state when a fit resumes
+    after a kill), `CSVLogger` (``history.csv``, appended) and, when
     `TrainConfig.per_level_metrics`, `level_logger` (``levels.csv`` and TensorBoard under
     `logs_dir`) reading `skill`, the ``r2`` metric `compile_emulator` returns.
     """
     import keras
 
     run_dir = pathlib.Path(run_dir)
+    resumed = resumed or Resumed()
+
+    class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+        """`EarlyStopping` that starts from the best ``val_loss`` and the epochs waited of the
+        epochs done before a kill, as an uninterrupted fit would have them."""
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            self.best, self.wait = resumed.best, resumed.wait
+
     callbacks = [
         log_learning_rate_callback(),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience),
+        ResumedEarlyStopping(monitor="val_loss", patience=config.early_stopping_patience),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
     if config.per_level_metrics:
@@ -290,29 +351,61 @@ def epoch_callbacks(config: TrainConfig, run_dir: pathlib.Path, skill, logs_dir)
     return callbacks
 
 
-def _resume_epoch(tier_dir: pathlib.Path) -> int:
-    """Returns the epochs already done in `tier_dir` by a killed run (its BackupAndRestore)."""
-    metadata = tier_dir / "backup" / "training_metadata.json"
+@dataclasses.dataclass(frozen=True)
+class Resumed:
+    """The state of the ``val_loss`` monitors after the epochs done before a kill.
+
+    Attributes:
+        best: the best ``val_loss`` so far, as `ModelCheckpoint` and `EarlyStopping` hold it
+            (None before the first epoch).
+        wait: epochs since the last improvement (`EarlyStopping`'s counter).
+        stopped: whether `EarlyStopping` stopped the fit at the last of those epochs.
+    """
+
+    best: float | None = None
+    wait: int = 0
+    stopped: bool = False
+
+
+def replay_val_loss(val_losses: Sequence[float], patience: int) -> Resumed:
+    """Replays Keras's ``val_loss`` monitors (`ModelCheckpoint` with ``save_best_only``,
+    `EarlyStopping` with `patience`) over the ``val_loss`` of the epochs done, in order.
+
+    >>> replay_val_loss([3.0, 2.0, 2.5, 2.4], patience=2)
+    Resumed(best=2.0, wait=2, stopped=True)
+    """
+    best, wait, stopped = None, 0, False
+    for epoch, value in enumerate(val_losses):
+        wait += 1
+        stopped = False
+        if best is None or value < best:
+            best, wait = value, 0
+        elif wait >= patience and epoch > 0:
+            stopped = True
+    return Resumed(best, wait, stopped)
+
+
+def _resume_epoch(backup_dir: pathlib.Path) -> int:
+    """Returns the epochs a killed run finished, as its `BackupAndRestore` recorded them."""
+    metadata = backup_dir / "training_metadata.json"
     if not metadata.exists():
         return 0
     return int(json.loads(metadata.read_text())["epoch"])
 
 
-def _truncate_history(path: pathlib.Path, epochs: int) -> float | None:
-    """Keeps the first `epochs` rows of a per-epoch CSV; returns their best ``val_loss``."""
+def _truncate_history(path: pathlib.Path, epochs: int) -> None:
+    """Keeps the first `epochs` rows of a per-epoch CSV (none: the file is removed)."""
     if not path.exists():
-        return None
+        return
     with path.open(newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) < epochs]
     if not rows:
         path.unlink()
-        return None
+        return
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
-    return min(losses) if losses else None
 
 
 def level_logger(skill, csv_path: pathlib.Path, logs_dir: pathlib.Path):
