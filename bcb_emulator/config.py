@@ -125,10 +125,22 @@ class JsonConfig:
     def load(cls, path: str | pathlib.Path):
         """Reads a JSON config file, failing with the file name on bad content."""
         path = pathlib.Path(path)
+        if path.is_dir():
+            raise ValueError(
+                f"{cls._DESCRIPTION} {path} is a folder; expected a JSON file of "
+                f"`{cls.__name__}` fields. Received: {path}"
+            )
         if not path.is_file():
             raise FileNotFoundError(f"{cls._DESCRIPTION} {path} does not exist.")
         try:
-            return cls.from_json(path.read_text())
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"{cls._DESCRIPTION} {path} is not valid JSON ({err}); expected a JSON object "
+                f"of `{cls.__name__}` fields."
+            ) from err
+        try:
+            return cls.from_dict(data)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{cls._DESCRIPTION} {path} is invalid: {err}") from err
 

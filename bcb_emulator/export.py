@@ -3,7 +3,8 @@
 `export_model` turns a training run (``<out_dir>/model.keras`` and ``train_config.json``) into
 ``<out_root>/<name>/<version>/``, the layout TF Serving polls (integer versions, the highest
 served by default). The version folder is written under a temporary name, checked, then renamed:
-a folder with an integer name is always complete.
+a folder with an integer name is always complete, and the temporary folder of a killed export
+is removed by the next one.
 
 ::
 
@@ -66,6 +67,7 @@ from bcb_emulator.config import ModelConfig, TrainConfig
 from bcb_emulator.data import normalization
 from bcb_emulator.data.normalization import NormalizationStats
 from bcb_emulator.data.spec import DatasetSpec
+from bcb_emulator.paths import remove_partials
 
 #: Folder of the files beside the SavedModel, inside the version folder. TF Serving reads
 #: nothing there but ``tf_serving_warmup_requests``; the graph never reads it.
@@ -277,12 +279,15 @@ def export_model(
         dataset = BuiltDataset.open(config.data_dir, config.builder_config)
     _check_layout(config.model, dataset.spec, paths[TRAIN_CONFIG_FILE])
     model = load_emulator(paths[MODEL_FILE], compile=False)
+    metrics_path = Path(metrics) if metrics is not None else find_metrics(model_dir)
+    report = None if metrics_path is None else _read_metrics(metrics_path)
 
     model_root = Path(out_root) / name
     model_root.mkdir(parents=True, exist_ok=True)
+    remove_partials(model_root, _PARTIAL)  # version folders a killed export was writing
     version = _choose_version(model_root, version)
     final = model_root / str(version)
-    tmp = model_root / f".tmp-export-{version}-{os.getpid()}"
+    tmp = model_root / f".tmp-export-{version}-{os.getpid()}"  # _PARTIAL
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
@@ -293,12 +298,7 @@ def export_model(
         shutil.copy2(paths[TRAIN_CONFIG_FILE], extra / TRAIN_CONFIG_FILE)
         dataset.stats.save(extra / normalization.STATS_FILENAME)
         (extra / SPEC_FILE).write_text(json.dumps(dataset.spec.to_json(), indent=1) + "\n")
-        metrics_path = Path(metrics) if metrics is not None else find_metrics(model_dir)
-        report = None
         if metrics_path is not None:
-            if not metrics_path.is_file():
-                raise ValueError(f"`metrics` must be a metrics.json file. Received: {metrics}")
-            report = json.loads(metrics_path.read_text())
             shutil.copy2(metrics_path, extra / METRICS_FILE)
         contract = _contract(tmp, name, version, config, dataset)
         (extra / CONTRACT_FILE).write_text(json.dumps(contract, indent=1) + "\n")
@@ -323,6 +323,24 @@ def export_model(
         if tmp.exists():
             shutil.rmtree(tmp)
     return final
+
+
+def _read_metrics(path: Path) -> dict:
+    """The evaluation report at `path`, or a `ValueError` naming the file and what is wrong."""
+    expected = "the metrics.json of `bcb-emulator evaluate` (a JSON object)"
+    if not path.is_file():
+        raise ValueError(f"`metrics` must be {expected}; {path} is not a file. Received: {path}")
+    try:
+        report = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"`metrics` {path} is not valid JSON ({err}); expected {expected}."
+        ) from err
+    if not isinstance(report, dict):
+        raise ValueError(
+            f"`metrics` must be {expected}. Received: {path} holding a {type(report).__name__}"
+        )
+    return report
 
 
 def find_metrics(model_dir: str | os.PathLike) -> Path | None:
@@ -371,6 +389,10 @@ def existing_versions(model_root: str | os.PathLike) -> list[int]:
     if not root.is_dir():
         return []
     return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+#: The temporary version folder of an export in progress (``.tmp-export-<version>-<pid>``).
+_PARTIAL = r"\.tmp-export-\d+-(?P<pid>\d+)"
 
 
 def _choose_version(model_root: Path, version: int | None) -> int:

@@ -48,6 +48,7 @@ from bcb_emulator import variables
 from bcb_emulator.data import calendar, reader
 from bcb_emulator.data.spec import DatasetSpec
 from bcb_emulator.export import EMISSION_CHANNEL, ExportedModel
+from bcb_emulator.paths import remove_partials
 
 #: The stream written.
 STREAM = variables.TARGET.stream  # taijlh1
@@ -56,6 +57,8 @@ MODEL_ATTRIBUTE = "bcb_emulator_model"
 #: Global attribute: how many of the day's first steps had padded context (``pad_first``).
 PADDED_ATTRIBUTE = "bcb_emulator_padded_steps"
 SIGNATURES = ("step", "serving_default")
+#: A day's file being written (``<file>.tmp<pid>``), renamed into place once complete.
+_PARTIAL = r".+\.nc\.tmp(?P<pid>\d+)"
 _FIELDS = ("x2d", "x3d", "times")
 _PACKING = ("_FillValue", "scale_factor", "add_offset", "valid_min", "valid_max", "valid_range")
 
@@ -224,7 +227,7 @@ def predict_files(
         raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
     exported = ExportedModel.open(model)
     spec = exported.spec
-    first, last = calendar.parse_date(start), calendar.parse_date(end)
+    first, last = _parse_day("start", start), _parse_day("end", end)
     if last < first:
         raise ValueError(
             f"`end` must not be before `start`. Received: start={start!r}, end={end!r}"
@@ -244,6 +247,7 @@ def predict_files(
                     f"day from {start} to {end} in {input_dir}."
                 )
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_partials(out_dir, _PARTIAL)  # files a killed run was writing
     identity = _identity(exported)
     loaded = exported.load()
     runner = _Runner(exported, loaded, signature, batch_size)
@@ -285,6 +289,17 @@ def predict_files(
         bar.set_postfix(written=len(written), skipped=len(skipped))
     bar.close()
     return PredictSummary(written, skipped, padded_total)
+
+
+def _parse_day(name: str, text: str) -> int:
+    """The day `text` (``YYYY-MM-DD``) of argument `name`, or a `ValueError` naming both."""
+    try:
+        return calendar.parse_date(text)
+    except ValueError as err:
+        raise ValueError(
+            f"`{name}` must be a day YYYY-MM-DD of the noleap calendar ({err}). "
+            f"Received: {name}={text!r}"
+        ) from err
 
 
 def _add_memory(inputs: dict, times: np.ndarray, days: tuple[float, ...], context: _Context):
@@ -378,7 +393,7 @@ def write_prediction(
     ``BCB`` keeps its attributes (less packing and fill) with `bcb` `(S, H, W, L)` on its
     lowest L levels and fill values above. Written to a temporary name, then renamed.
     """
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # _PARTIAL
     try:
         with (
             netCDF4.Dataset(source) as src,

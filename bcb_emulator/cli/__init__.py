@@ -2,8 +2,10 @@
 
 Each subcommand is a thin module of this package that exposes ``add_parser(subparsers)``,
 which registers the subcommand and sets ``func`` (called with the parsed arguments), and calls
-library functions. Heavy modules are imported when a command runs, so that ``bcb-emulator
-simulate`` never imports TensorFlow.
+library functions. A bad input (`ValueError`, a missing file, any other `OSError` of a file or
+folder) ends the command with its message on one line and exit status 2, not a traceback.
+Heavy modules are imported when a command runs, so that ``bcb-emulator simulate`` never
+imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -95,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as err:
+        print(f"bcb-emulator {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file or folder problem no check caught: one line, no traceback
         print(f"bcb-emulator {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -20,6 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from bcb_emulator.demo import run_demo
+    from bcb_emulator.paths import check_output_dir
 
+    check_output_dir(args.out, "--out")
+    check_output_dir(args.saved_models, "--saved-models")
     run_demo(args.out, progress=not args.quiet, saved_models=args.saved_models)
     return 0

@@ -46,7 +46,9 @@ def add_parser(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from bcb_emulator.evaluation import run_evaluation
+    from bcb_emulator.paths import check_output_dir
 
+    check_output_dir(args.out, "--out")  # before the evaluation, not after it
     if len(set(args.split)) != len(args.split):
         raise ValueError(f"`--split` names must be distinct. Received: {args.split}")
     compare = dict(args.compare or [])

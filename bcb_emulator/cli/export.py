@@ -38,8 +38,17 @@ def add_parser(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from bcb_emulator.export import ExportedModel, export_model
+    from bcb_emulator.paths import check_output_dir
 
-    path = export_model(args.model, args.name, args.out, args.version, verify=not args.no_verify)
+    check_output_dir(args.out, "--out")
+    path = export_model(
+        args.model,
+        args.name,
+        args.out,
+        args.version,
+        metrics=args.metrics,
+        verify=not args.no_verify,
+    )
     contract = ExportedModel.open(path).contract
     print(f"exported {path}")
     for signature, sides in contract["signatures"].items():

@@ -50,8 +50,11 @@ def add_parser(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bcb_emulator.paths import check_input_dir, check_output_dir
     from bcb_emulator.predict import predict_files
 
+    check_input_dir(args.input, "--input", "the daily ModelE files")
+    check_output_dir(args.out, "--out")
     summary = predict_files(
         args.model,
         args.input,

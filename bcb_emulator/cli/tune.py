@@ -52,6 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bcb_emulator.paths import check_output_dir
     from tuning import search
     from tuning.config import TuneConfig
 
@@ -65,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         config = demo_tune_config(str(demo / "data"), str(demo / "tune"), DEMO_BUILDER_CONFIG)
     else:
         config = TuneConfig.load(args.config)
+    check_output_dir(config.out_dir, "out_dir")
     trials, epochs = config.planned_budget()
     print(f"{config.tuner} search into {config.out_dir}; planned: at most {trials} trials, "
           f"{epochs} epochs in all")  # fmt: skip
