@@ -257,3 +257,37 @@ def test_a_run_of_another_config_is_neither_resumed_nor_overwritten(tmp_path):
         training.train(other, dataset=SYNTHETIC, verbose=0)
     assert (pathlib.Path(config.out_dir) / "train_config.json").read_text() == saved
     training.train(config, dataset=_NoData(), verbose=0)  # the same config: done, nothing read
+
+
+@pytest.mark.parametrize("patience", [0, 1, 2, 3])
+def test_replayed_val_loss_is_what_keras_early_stopping_and_checkpoint_hold(patience):
+    """A resumed tier starts its monitors from the history's val_loss: the best, the epochs
+    waited and whether early stopping had stopped are those of Keras's own callbacks after
+    the same epochs (ties, a NaN epoch and a first-epoch NaN included)."""
+
+    class Model:
+        metrics = []
+        stop_training = False
+
+    rng = np.random.default_rng(patience)
+    sequences = [rng.choice([3.0, 2.0, 2.0, 1.5, 2.5, np.nan], size=8) for _ in range(40)]
+    sequences += [np.array([np.nan, 1.0, 2.0]), np.array([1.0, 1.0, 1.0, 1.0])]
+    for losses in sequences:
+        stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
+        checkpoint = keras.callbacks.ModelCheckpoint("unused.weights.h5", save_best_only=True)
+        model = Model()
+        stopping.set_model(model)
+        checkpoint.set_model(model)
+        stopping.on_train_begin()
+        checkpoint._set_monitor_op()
+        for epoch, loss in enumerate(losses):
+            model.stop_training = False
+            stopping.on_epoch_end(epoch, {"val_loss": float(loss)})
+            if checkpoint._is_improvement(float(loss), checkpoint.best):
+                checkpoint.best = float(loss)
+            replayed = training.replay_val_loss([float(v) for v in losses[: epoch + 1]], patience)
+            np.testing.assert_equal(replayed.best, stopping.best)
+            np.testing.assert_equal(replayed.best, checkpoint.best)
+            assert (replayed.wait, replayed.stopped) == (stopping.wait, model.stop_training)
+            if model.stop_training:
+                break
