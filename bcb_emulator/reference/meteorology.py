@@ -80,8 +80,24 @@ class RedNoise:
         return self.norm * np.cos(self.freq * t_days + self.phase).sum(axis=0)
 
 
-#: Convective updraft mass flux per unit convective rain, (kg m-2 s-1) / (kg m-2 s-1).
-CONVECTIVE_MASS_FLUX_PER_RAIN = 180.0
+# Calibration constants (docs/reference_model.md, "Calibration"): the annual BCB lifetime,
+# burden, column share and the reach of plumes into the southern extratropics depend on them.
+#: Bulk convective updraft mass flux per unit convective rain, (kg m-2 s-1) / (kg m-2 s-1).
+#: The bulk updraft carries all it entrains to the upper half of the cloud, so it stands for
+#: the deep part of the convective mass flux only.
+CONVECTIVE_MASS_FLUX_PER_RAIN = 50.0
+#: σ of the cloud top (the highest layer where rain forms) outside the tropics (≈ 400 hPa:
+#: frontal cloud) and in the deep tropics (≈ 260 hPa).
+CLOUD_TOP_EXTRATROPICS = 0.30
+CLOUD_TOP_TROPICS = 0.13
+#: Meridional wind of one travelling wave where its latitude shape peaks, m/s.
+WAVE_WIND = 8.5
+#: Exponent ``p`` of the latitude shape ``|sin 2φ|^p`` of each hemisphere's waves: 1 reaches
+#: into the subtropics and towards the pole (storm tracks feeding the polar regions).
+WAVE_SHAPE_POWER = 1.0
+#: Amplitude of each hemisphere's waves across the equator, ``exp(−(φ/15°)²)`` (tropical
+#: eddies exchanging air between the hemispheres).
+WAVE_CROSS_EQUATOR = 0.3
 
 
 @dataclasses.dataclass
@@ -407,9 +423,11 @@ class SyntheticMeteorology:
         wave_phase = self._wave_phase.value(t_days)
         psi_wave = np.zeros((grid.jm + 1, grid.im))
         for h, sign in enumerate((1.0, -1.0)):
-            shape = np.where(sign * lat_e > 0, np.sin(2 * lat_e) ** 2, 0.0)  # peaks at ±45°
+            own = np.abs(np.sin(2 * lat_e)) ** WAVE_SHAPE_POWER  # peaks at ±45°
+            shape = np.where(sign * lat_e > 0, own, 0.0)
+            shape += WAVE_CROSS_EQUATOR * np.exp(-((lat_e / np.deg2rad(15.0)) ** 2))
             for n, m in enumerate(self.wavenumbers):
-                a_m = 7.0 / (np.sqrt(2.0) * m) * amp[h, n] * winter[h]  # v ≈ 7 m/s per wave
+                a_m = WAVE_WIND / (np.sqrt(2.0) * m) * amp[h, n] * winter[h]  # v per wave
                 phase = m * drift + self._wave_phase0[h, n] + 1.2 * wave_phase[h, n]
                 psi_wave += EARTH_RADIUS * a_m * shape[:, None] * np.cos(phase)[None, :]
         vert = 0.6 + 0.8 * height
@@ -622,7 +640,7 @@ class SyntheticMeteorology:
         # Rain forms between the surface and the cloud top, deep in the tropics. The cloud top
         # follows latitude only, so the vertical profiles are computed per row, (nl, jm, 1).
         tropical = np.exp(-(((lat_d - 5.0 * s) / 22.0) ** 2))  # (jm, 1)
-        sigma_top = 0.55 - 0.42 * tropical
+        sigma_top = CLOUD_TOP_EXTRATROPICS - (CLOUD_TOP_EXTRATROPICS - CLOUD_TOP_TROPICS) * tropical
         below_top = (sigma_bottom - sigma_top) / (1.0 - sigma_top)
         prec = rate * np.clip(below_top, 0.0, 1.0) ** 0.8  # through each layer bottom
         # Convective updraft at layer tops: grows through the lowest layers, detrains aloft.

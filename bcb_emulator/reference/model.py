@@ -72,12 +72,12 @@ class SimulationConfig:
     met_every: int = 6
     spinup_days: int = 30
     tau_mix: float = 3600.0
-    dry_velocity_land: float = 1.0e-3
-    dry_velocity_ocean: float = 3.0e-4
+    dry_velocity_land: float = 5.0e-4
+    dry_velocity_ocean: float = 2.0e-4
     soluble_fraction: float = 0.8
-    washout: float = 1.0
-    incloud_per_mm: float = 2.0
-    convective_efficiency: float = 0.35
+    washout: float = 0.1
+    incloud_per_mm: float = 0.9
+    convective_efficiency: float = 1.0
 
     def __post_init__(self):
         get_grid(self.grid)
