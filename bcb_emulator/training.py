@@ -258,9 +258,36 @@ def _train_tier(model, config, tier: Tier, strategy, dataset, extra_callbacks, v
     model._initial_epoch = None
     if best_path.exists():
         model.load_weights(best_path)
+    _check_finite(model, tier, history_path)
     save_model(model, final_path)
     shutil.rmtree(backup_dir, ignore_errors=True)
     return _read_history(history_path)
+
+
+def _check_finite(model, tier: Tier, history_path: pathlib.Path) -> None:
+    """Raises `ValueError` if a weight of `model` is NaN or infinite: such a model is never
+    saved as a finished tier (a non-finite input or a diverging fit would otherwise end with
+    exit status 0 and a model that predicts NaN)."""
+    import keras
+    import numpy as np
+
+    bad = [w.path for w in model.weights if not np.isfinite(keras.ops.convert_to_numpy(w)).all()]
+    if not bad:
+        return
+    losses = _read_history(history_path).get("loss", [])
+    first = next((epoch for epoch, loss in enumerate(losses) if not math.isfinite(loss)), None)
+    when = (
+        f"the loss was first non-finite at epoch {first}"
+        if first is not None
+        else ("the loss stayed finite")
+    )
+    raise ValueError(
+        f"Tier {tier.name!r} ended with non-finite weights ({len(bad)} of "
+        f"{len(model.weights)} variables, e.g. {bad[0]}; {when}, {history_path}). Expected "
+        "finite weights: check the dataset for non-finite or absurd values, or lower the "
+        f"tier's `learning_rate`. The tier's model was not saved. Received: learning_rate="
+        f"{tier.learning_rate}"
+    )
 
 
 def steps_per_epoch(dataset, config: TrainConfig, tier: Tier) -> int:

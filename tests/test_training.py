@@ -291,3 +291,25 @@ def test_replayed_val_loss_is_what_keras_early_stopping_and_checkpoint_hold(pati
             assert (replayed.wait, replayed.stopped) == (stopping.wait, model.stop_training)
             if model.stop_training:
                 break
+
+
+@dataclasses.dataclass(frozen=True)
+class _PoisonedDataset(SyntheticDataset):
+    """`SyntheticDataset` with one NaN target cell, as one bad input value would give."""
+
+    def windows(self, split, **kwargs):
+        def poison(x, y):
+            bad = tf.tensor_scatter_nd_update(y, [[0, 0, 0, 0]], [float("nan")])
+            return x, bad
+
+        return super().windows(split, **kwargs).map(poison)
+
+
+def test_a_tier_ending_with_non_finite_weights_is_an_error_not_a_saved_model(tmp_path):
+    config = _config(
+        tmp_path, tiers=(Tier("only", "train", "val", epochs=1),), per_level_metrics=False
+    )
+    with pytest.raises(ValueError, match=r"Tier 'only' ended with non-finite weights.*epoch 0"):
+        training.train(config, dataset=_PoisonedDataset(), verbose=0)
+    run = pathlib.Path(config.out_dir)
+    assert not (run / "only" / "model.keras").exists() and not (run / "model.keras").exists()
