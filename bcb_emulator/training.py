@@ -285,8 +285,8 @@ def _check_finite(model, tier: Tier, history_path: pathlib.Path) -> None:
         f"Tier {tier.name!r} ended with non-finite weights ({len(bad)} of "
         f"{len(model.weights)} variables, e.g. {bad[0]}; {when}, {history_path}). Expected "
         "finite weights: check the dataset for non-finite or absurd values, or lower the "
-        f"tier's `learning_rate`. The tier's model was not saved. Received: learning_rate="
-        f"{tier.learning_rate}"
+        f"tier's `learning_rate`. The tier's model was not saved; remove {history_path.parent} "
+        f"to train the tier afresh. Received: learning_rate={tier.learning_rate}"
     )
 
 
