@@ -148,10 +148,10 @@ _TEMPORARY = re.compile(
 def remove_stale_temporaries(out_dir: str | os.PathLike) -> list[Path]:
     """Deletes the temporary files a killed run left in `out_dir`; returns those deleted.
 
-    Only names this package writes (a day file's or a restart file's name followed by
-    ``.tmp<pid>``) are considered, and only those of a process that no longer runs (or of
-    this process, which has written nothing yet): a run writing into the same folder at the
-    same time keeps its files.
+    Only names this package writes (a day file's, a restart file's or a config record's name
+    followed by ``.tmp<pid>``) are considered, and only those of a process that no longer runs,
+    or of this process (call it before this process writes into `out_dir`): a run writing
+    into the same folder at the same time keeps its files.
     """
     removed = []
     for path in sorted(Path(out_dir).glob("*.tmp*")):
