@@ -93,10 +93,10 @@ def cpu_train_config(data_dir: str, out_dir: str, **model_overrides) -> TrainCon
         builder_config=SKILL_BUILDER_CONFIG,
         out_dir=out_dir,
         model=model,
-        tiers=(Tier("modern", "train", "validation", epochs=12, learning_rate=2e-3),),
+        tiers=(Tier("modern", "train", "validation", epochs=10, learning_rate=2e-3),),
         batch_size=8,
         stride=1,
-        steps_per_epoch=360,
+        steps_per_epoch=300,
         validation_steps=None,  # December 2009: 241 windows
         early_stopping_patience=4,
         area_weighted=True,
