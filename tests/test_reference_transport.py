@@ -95,6 +95,20 @@ def test_williamson_tc1_solid_body_rotation(grid_name, alpha, l2_max):
     assert abs(result.mass_error) < 1e-13
 
 
+def test_tc1_from_cell_means_only_starts_without_moments_and_errs_more():
+    grid = get_grid("coarse")
+    column_mass = 1000.0
+    exact = tc1.initial_state(grid, column_mass)
+    means = tc1.initial_state(grid, column_mass, moments=False)
+    np.testing.assert_array_equal(means[1], exact[1])  # the same cell averages
+    assert not means[2].any() and np.abs(exact[2]).max() > 0.0
+    with_moments = tc1.run(grid, 0.0)
+    means_only = tc1.run(grid, 0.0, moments=False)
+    # Benchmark at 4°×5°, α = 0: l2 0.0102 with the exact moments, 0.0316 from the means.
+    assert 2.0 * with_moments.l2 < means_only.l2 < 0.05
+    assert means_only.min_value >= 0.0 and abs(means_only.mass_error) < 1e-13
+
+
 def test_tc1_error_norms_against_hand_computed_case():
     area = np.array([1.0, 3.0])
     l1, l2, linf = tc1.error_norms(np.array([1.0, 2.0]), np.array([2.0, 2.0]), area)
