@@ -58,4 +58,3 @@ def test_native_config_has_the_papers_shapes():
     assert model.input["x3d"].shape == (None, 48, 90, 144, 8 * 20)
     assert config.model.encoder_filters == config.model.lstm_filters == 64
     assert config.model.lstm_layers == 3
-
