@@ -27,6 +27,13 @@ VARIANTS = {
     "physical loss": dict(target_transform="none"),
     "log loss + emission memory": dict(target_transform="log", memory=(0.5, 2.0)),
     "physical loss + emission memory": dict(target_transform="none", memory=(0.5, 2.0)),
+    # The ablations of the last variant: concatenation instead of the SFT fusion; no 3D branch.
+    "… without fusion (concatenation)": dict(
+        target_transform="none", memory=(0.5, 2.0), model=dict(fusion="none")
+    ),
+    "… without the 3D branch": dict(
+        target_transform="none", memory=(0.5, 2.0), model=dict(use_3d=False, fusion="none")
+    ),
 }
 SPLITS = ("validation", "test", "ood_fire2021")
 
@@ -54,7 +61,9 @@ def main() -> None:
     dirs = {}
     for k, (label, v) in enumerate(VARIANTS.items()):
         base = demo_train_config(args.data, str(work / f"v{k}"), "demo_l20")
-        model = dataclasses.replace(base.model, emission_memory_days=v.get("memory", ()))
+        model = dataclasses.replace(
+            base.model, emission_memory_days=v.get("memory", ()), **v.get("model", {})
+        )
         config = dataclasses.replace(base, target_transform=v["target_transform"], model=model)
         start = time.perf_counter()
         reused = (pathlib.Path(config.out_dir) / "model.keras").exists()
@@ -82,7 +91,9 @@ def main() -> None:
         "layers, T = 4, two tiers of 3 epochs × 40 steps). NINT is the August mean of the "
         "training split; persistence uses the true field one day earlier (information the "
         "emulator does not have). Emission memory: decaying means of past emissions over "
-        "τ = 0.5 and 2 days as extra `x2d` channels.",
+        "τ = 0.5 and 2 days as extra `x2d` channels. The last two rows are the ablations of the "
+        'variant above them: the two streams concatenated instead of fused (`fusion="none"`), '
+        "and no 3D branch (`use_3d=False`), same budget.",
         "",
         "| model | "
         + " | ".join(f"{s}: R² L1 | {s}: R² L10 | {s}: mean R²" for s in SPLITS)
