@@ -1,10 +1,12 @@
 """The skill benchmark's periods, dataset config and training configurations agree."""
 
+import json
 import pathlib
 
 import pytest
 
 from bcb_emulator import demo, skill
+from bcb_emulator.config import TrainConfig
 from bcb_emulator.data.calendar import parse_date
 from bcb_emulator.reference.emissions import SCENARIOS
 from tfds_builders.modele_bcb import modele_bcb_dataset_builder as mb
@@ -58,3 +60,14 @@ def test_native_config_has_the_papers_shapes():
     assert model.input["x3d"].shape == (None, 48, 90, 144, 8 * 20)
     assert config.model.encoder_filters == config.model.lstm_filters == 64
     assert config.model.lstm_layers == 3
+
+
+def test_committed_configs_are_what_the_functions_give():
+    """``docs/skill`` holds the configurations the committed report was made with."""
+    cpu = TrainConfig.load(DOCS / "cpu_train_config.json")
+    assert cpu == skill.cpu_train_config(cpu.data_dir, cpu.out_dir)
+    native = TrainConfig.load(DOCS / "native_train_config.json")
+    assert native == skill.native_train_config(native.data_dir, native.out_dir)
+    metrics = json.loads((DOCS / "metrics.json").read_text())
+    assert set(metrics["splits"]) == set(skill.SKILL_EVALUATION_SPLITS)
+    assert len(metrics["splits"]["test"]["models"]["emulator"]["months"]) == 12
