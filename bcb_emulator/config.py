@@ -52,7 +52,7 @@ _TYPE_CHECKS = {
     "int | None": (lambda v: v is None or _TYPE_CHECKS["int"][0](v), "an integer or null"),
     "tuple[float, ...]": (
         lambda v: isinstance(v, tuple) and all(_is_number(x) for x in v),
-        "a list of numbers",
+        "a tuple of numbers (a list in JSON)",
     ),
 }
 
@@ -189,6 +189,11 @@ class ModelConfig(JsonConfig):
             (`bcb_emulator.data.pipeline`). BCB lives for days; a window of `T` steps alone
             does not show how much smoke the fires of the last days have put up. Empty (the
             reference paper's inputs) by default.
+        advected_memory_days: time scales τ (days) of advected emission-memory channels,
+            appended to ``x2d`` after the emission memory: the same weighted mean of
+            ``BCB_biomass_src``, carried along the mean wind of the `levels` layers
+            (`bcb_emulator.data.pipeline.advected_memory`): where the smoke of the last days
+            has blown to. Inputs only. Empty by default.
     """
 
     height: int = 90
@@ -210,6 +215,7 @@ class ModelConfig(JsonConfig):
     gate_conv: str = "auto"
     encoder_conv: str = "auto"
     emission_memory_days: tuple[float, ...] = ()
+    advected_memory_days: tuple[float, ...] = ()
 
     def __post_init__(self):
         _check_types(self)
@@ -246,14 +252,16 @@ class ModelConfig(JsonConfig):
                     f"`{name}='winograd'` needs {kernel} in {WINOGRAD_KERNELS}. "
                     f"Received: {kernel}={getattr(self, kernel)}"
                 )
-        memory = self.emission_memory_days
-        if not isinstance(memory, tuple) or not all(
-            isinstance(tau, int | float) and not isinstance(tau, bool) and tau > 0 for tau in memory
-        ):
-            raise ValueError(
-                "`emission_memory_days` must be a tuple of positive numbers of days. "
-                f"Received: emission_memory_days={memory!r}"
-            )
+        for name in ("emission_memory_days", "advected_memory_days"):
+            memory = getattr(self, name)
+            if not isinstance(memory, tuple) or not all(
+                isinstance(tau, int | float) and not isinstance(tau, bool) and tau > 0
+                for tau in memory
+            ):
+                raise ValueError(
+                    f"`{name}` must be a tuple of positive numbers of days. "
+                    f"Received: {name}={memory!r}"
+                )
         if not self.use_3d and self.fusion != "none":
             raise ValueError(
                 "`fusion` must be 'none' when `use_3d` is False (nothing to fuse with). "
@@ -268,8 +276,9 @@ class ModelConfig(JsonConfig):
 
     @property
     def x2d_channels(self) -> int:
-        """Channels of the ``x2d`` input: the 6 surface fields, then one per emission memory."""
-        return len(variables.X2D) + len(self.emission_memory_days)
+        """Channels of the ``x2d`` input: the 6 surface fields, then one per emission memory,
+        then one per advected emission memory."""
+        return len(variables.X2D) + len(self.emission_memory_days) + len(self.advected_memory_days)
 
     @property
     def x3d_channels(self) -> int:
@@ -281,8 +290,9 @@ class ModelConfig(JsonConfig):
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
         data = _dict_of_fields(cls, data)
-        if isinstance(data.get("emission_memory_days"), list):
-            data["emission_memory_days"] = tuple(data["emission_memory_days"])
+        for name in ("emission_memory_days", "advected_memory_days"):
+            if isinstance(data.get(name), list):
+                data[name] = tuple(data[name])
         return cls(**data)
 
 

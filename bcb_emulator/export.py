@@ -32,14 +32,14 @@ ensemble members or windows):
 ``x2d`` holds the channels of ``variables.X2D`` in registry order and ``x3d`` those of
 ``variables.X3D`` variable-major (channel ``i·L + k`` = variable `i`, level `k + 1`), the
 layout of ``bcb_emulator.data.reader.read_day``; a model with emission memory
-(`ModelConfig.emission_memory_days`) takes one more ``x2d`` channel per time scale, in the
-emission's units. ``bcb`` is BCB in 10⁻¹¹ kg/kg at the time of the last input step, levels
-1..L bottom up, clipped at 0. Inside the graph: the checks (`INPUT_RANGES`, finiteness), the
-dataset's normalization, the network, the inverse of the target transform
-(`TrainConfig.target_transform`). ``state`` is the fused encoder features of the last T − 1
-steps, oldest first (`F` = the ConvLSTM stack's input channels): `step` encodes only its new
-step and runs the ConvLSTM stack over the T fused frames, so a host model that calls it once
-per time step pays for the encoders once per step instead of T times.
+(`ModelConfig.emission_memory_days`, then `ModelConfig.advected_memory_days`) takes one more
+``x2d`` channel per time scale, in the emission's units. ``bcb`` is BCB in 10⁻¹¹ kg/kg at the
+time of the last input step, levels 1..L bottom up, clipped at 0. Inside the graph: the checks
+(`INPUT_RANGES`, finiteness), the dataset's normalization, the network, the inverse of the
+target transform (`TrainConfig.target_transform`). ``state`` is the fused encoder features of
+the last T − 1 steps, oldest first (`F` = the ConvLSTM stack's input channels): `step` encodes
+only its new step and runs the ConvLSTM stack over the T fused frames, so a host model that
+calls it once per time step pays for the encoders once per step instead of T times.
 
 Example:
 
@@ -417,16 +417,24 @@ def _choose_version(model_root: Path, version: int | None) -> int:
 EMISSION_CHANNEL = [v.name for v in variables.X2D].index("BCB_biomass_src")
 
 
-def memory_label(tau: float) -> str:
-    """The name of the emission-memory channel of time scale `tau` (days)."""
-    return f"BCB_biomass_src memory {tau:g} d"
+def memory_label(tau: float, advected: bool = False) -> str:
+    """The name of the emission-memory channel of time scale `tau` (days), or of the advected
+    emission-memory channel."""
+    return f"BCB_biomass_src {'advected ' if advected else ''}memory {tau:g} d"
+
+
+def _memory_labels(config: ModelConfig) -> list[str]:
+    """The names of the memory channels of ``x2d``, in order."""
+    return [memory_label(tau) for tau in config.emission_memory_days] + [
+        memory_label(tau, advected=True) for tau in config.advected_memory_days
+    ]
 
 
 def x2d_moments(stats: NormalizationStats, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
     """float32 mean and std of the ``x2d`` channels: the 6 fields, then one per emission memory
     (`ModelConfig.emission_memory_days`) with the emission's own: the pipeline averages the
     normalized emission, and a weighted mean of it normalizes like the emission."""
-    m = len(config.emission_memory_days)
+    m = len(config.emission_memory_days) + len(config.advected_memory_days)
     mean = np.concatenate([stats.x2d_mean, np.repeat(stats.x2d_mean[EMISSION_CHANNEL], m)])
     std = np.concatenate([stats.x2d_std, np.repeat(stats.x2d_std[EMISSION_CHANNEL], m)])
     return mean.astype(np.float32), std.astype(np.float32)
@@ -436,9 +444,7 @@ def _channel_table(config: ModelConfig) -> dict[str, list[tuple[str, str, Range]
     """Per input, its channels as ``(label, units, range)``."""
     table = {"x2d": [(v.name, v.units, INPUT_RANGES.get(v.name, Range())) for v in variables.X2D]}
     emission = variables.X2D[EMISSION_CHANNEL]
-    table["x2d"] += [
-        (memory_label(tau), emission.units, _NON_NEGATIVE) for tau in config.emission_memory_days
-    ]
+    table["x2d"] += [(label, emission.units, _NON_NEGATIVE) for label in _memory_labels(config)]
     if config.use_3d:
         table["x3d"] = [
             (f"{v.name} level {k + 1}", v.units, INPUT_RANGES.get(v.name, Range()))
@@ -690,6 +696,17 @@ def _contract(path: Path, name: str, version: int, train_config: TrainConfig, da
         }
         for i, tau in enumerate(config.emission_memory_days)
     ]
+    x2d += [
+        {
+            "index": len(x2d) + i,
+            "name": memory_label(tau, advected=True),
+            "units": emission.units,
+            "long_name": f"advected emission memory: {emission.name} carried along the mean "
+            f"wind of levels 1..L, time scale {tau:g} days",
+            "tau_days": tau,
+        }
+        for i, tau in enumerate(config.advected_memory_days)
+    ]
     ranges = {label: r.describe() for label, _, r in _channel_table(config)["x2d"]}
     for channel in x2d:
         channel["range"] = ranges[channel["name"]]
@@ -716,6 +733,13 @@ def _contract(path: Path, name: str, version: int, train_config: TrainConfig, da
             "channel 6 + i = m_i(t) = a m_i(t_prev) + (1 - a) e(t), a = exp(-(t - t_prev) / "
             "tau_i), e = BCB_biomass_src, m_i = e at the first step"
             if config.emission_memory_days
+            else "none"
+        ),
+        "advected_memory": (
+            "the next channels: m_i(t) = a S(m_i(t_prev)) + (1 - a) e(t), S = semi-Lagrangian "
+            "bilinear shift along the mean u, v of levels 1..L over t - t_prev (at most a day), "
+            "bcb_emulator.data.pipeline.AdvectedMemory"
+            if config.advected_memory_days
             else "none"
         ),
         "x3d_layout": "variable-major: channel i*L + k = variable i, level k + 1 (bottom up)",
@@ -973,6 +997,16 @@ def model_card(
             "keeps, per time scale τ, m(t) = a·m(t_prev) + (1 − a)·e(t) with a = exp(−(t − "
             "t_prev)/τ) and e = `BCB_biomass_src` in its physical units, starting at m = e at "
             "its first step (the training pipeline starts it at each split's first step).",
+        ]
+    if m.advected_memory_days:
+        lines += [
+            "",
+            "Advected emission memory (the channels after those, "
+            "`ModelConfig.advected_memory_days`): the same recurrence with the previous memory "
+            "first moved along the mean wind (`u`, `v`) of levels 1..L over t − t_prev (at most "
+            "a day), semi-Lagrangian with bilinear interpolation, periodic in longitude, "
+            "starting at m = e: `bcb_emulator.data.pipeline.AdvectedMemory.step`, which "
+            "`bcb-emulator predict` calls.",
         ]
     if contract["x3d_variables"]:
         lines += [

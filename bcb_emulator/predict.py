@@ -16,10 +16,12 @@ these files like ModelE's: put them beside the other four streams of the same da
   are written under a temporary name and renamed, so an existing file is complete. An output
   written by another export is an error unless ``overwrite``. After a skipped day the context
   is read again from the input files (the encoded state then differs by rounding only).
-- Emission memory (`ModelConfig.emission_memory_days`): its ``x2d`` channels are computed here
-  (`emission_memory`), starting at the first step read (the context of `start`, as the
-  training pipeline starts at a split's first step) and carried from day to day; skipped days
-  are read too, so that a resumed run continues the same memory.
+- Emission memory (`ModelConfig.emission_memory_days`, and the advected memory of
+  `ModelConfig.advected_memory_days`): its ``x2d`` channels are computed here
+  (`emission_memory`, ``bcb_emulator.data.pipeline.AdvectedMemory``), starting at the first
+  step read (the context of `start`, as the training pipeline starts at a split's first step)
+  and carried from day to day; skipped days are read too, so that a resumed run continues the
+  same memory.
 - The first T − 1 steps. Step `k` of a day needs the T − 1 steps before it; for the first day
   of the range (and the first day after a skipped one) they come from the previous days' files
   in `input_dir` (as many days as T − 1 steps need). If they are missing, `predict_files`
@@ -45,7 +47,9 @@ import netCDF4
 import numpy as np
 
 from bcb_emulator import variables
+from bcb_emulator.config import ModelConfig
 from bcb_emulator.data import calendar, reader
+from bcb_emulator.data.pipeline import AdvectedMemory, column_wind
 from bcb_emulator.data.spec import DatasetSpec
 from bcb_emulator.export import EMISSION_CHANNEL, ExportedModel
 from bcb_emulator.paths import remove_partials
@@ -88,6 +92,7 @@ class _Context:
     padded: int = 0  # steps still to come whose window holds padded frames
     memory: np.ndarray | None = None  # (H, W, M) emission memory at the last step read
     time: float | None = None  # that step's stamp
+    advected: np.ndarray | None = None  # (H, W, A) advected emission memory at that step
 
 
 def emission_memory(
@@ -252,13 +257,13 @@ def predict_files(
     loaded = exported.load()
     runner = _Runner(exported, loaded, signature, batch_size)
     written, skipped, padded_total = [], [], 0
-    memory_days = exported.model_config.emission_memory_days
+    memory = _Memory(exported.model_config, spec)
     context: _Context | None = None
     bar = tqdm(days, desc="predict", unit="day", disable=not progress)
     for day in bar:
         path = out_dir / variables.filename(calendar.yyyymmdd(day), STREAM)
         done = path.exists() and not overwrite and _written_by(path, identity)
-        if done and not memory_days:
+        if done and not memory:
             skipped.append(path)
             continue
         data = reader.read_day(input_dir, day, spec)
@@ -267,9 +272,9 @@ def predict_files(
                 input_dir, day, exported.time_steps - 1, spec, pad_first
             )
             context = _Context(day, frames, padded=padded)
-            _add_memory(context.frames, frames["times"], memory_days, context)
+            memory.add(context.frames, frames["times"], context)
         inputs = {"x2d": data.x2d, "x3d": data.x3d}
-        _add_memory(inputs, data.times, memory_days, context)
+        memory.add(inputs, data.times, context)
         affected = min(context.padded, spec.steps_per_day)
         context.padded -= affected
         if done:  # read to carry the emission memory on; the file stays as it is
@@ -302,14 +307,47 @@ def _parse_day(name: str, text: str) -> int:
         ) from err
 
 
-def _add_memory(inputs: dict, times: np.ndarray, days: tuple[float, ...], context: _Context):
-    """Appends the emission-memory channels to ``inputs["x2d"]``, carrying `context`'s."""
-    if not days:
-        return
-    channels, context.memory, context.time = emission_memory(
-        inputs["x2d"][..., EMISSION_CHANNEL], times, days, context.memory, context.time
-    )
-    inputs["x2d"] = np.concatenate([inputs["x2d"], channels], axis=-1)  # (S, H, W, 6 + M)
+class _Memory:
+    """The memory channels of a model's ``x2d`` (`ModelConfig.emission_memory_days`, then
+    `ModelConfig.advected_memory_days`), carried from day to day in a `_Context`."""
+
+    def __init__(self, config: ModelConfig, spec: DatasetSpec):
+        self.days = config.emission_memory_days
+        self.advected_days = config.advected_memory_days
+        self.levels = spec.n_levels
+        self.advection = (
+            AdvectedMemory(spec.grid, self.advected_days) if self.advected_days else None
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.days or self.advected_days)
+
+    def add(self, inputs: dict, times: np.ndarray, context: _Context):
+        """Appends the memory channels to ``inputs["x2d"]`` (physical), carrying `context`'s."""
+        if not self:
+            return
+        emission = inputs["x2d"][..., EMISSION_CHANNEL]  # (S, H, W)
+        parts = [inputs["x2d"]]
+        time = context.time
+        if self.days:
+            channels, context.memory, _ = emission_memory(
+                emission, times, self.days, context.memory, time
+            )
+            parts.append(channels)
+        if self.advection is not None:
+            u, v = (np.asarray(x) for x in column_wind(inputs["x3d"], self.levels))  # (S, H, W)
+            memory = context.advected
+            if memory is None:
+                memory = np.zeros((*emission.shape[1:], len(self.advected_days)), np.float32)
+            channels = np.empty((*emission.shape, len(self.advected_days)), np.float32)
+            for k, t in enumerate(np.asarray(times, np.float64)):
+                elapsed = np.inf if time is None else t - time
+                memory = self.advection.step(memory, emission[k], u[k], v[k], elapsed).numpy()
+                channels[k], time = memory, float(t)
+            context.advected = memory
+            parts.append(channels)
+        context.time = float(times[-1])
+        inputs["x2d"] = np.concatenate(parts, axis=-1)  # (S, H, W, 6 + M + A)
 
 
 class _Runner:

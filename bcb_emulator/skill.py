@@ -48,6 +48,9 @@ SKILL_EVALUATION_SPLITS = ("test", "ood_pi", "ood_fire2021")
 #: Emission-memory time scales of the CPU configuration, days: the fires of the last half day,
 #: two days and a week (the BCB lifetime is about 7 days).
 SKILL_EMISSION_MEMORY_DAYS = (0.5, 2.0, 7.0)
+#: Advected emission-memory time scales of the CPU configuration, days: the smoke of the last
+#: two days, week and fortnight, carried by the wind.
+SKILL_ADVECTED_MEMORY_DAYS = (2.0, 7.0, 14.0)
 
 
 def simulate(out: str | Path, progress: bool = True) -> Path:
@@ -67,15 +70,17 @@ def cpu_train_config(data_dir: str, out_dir: str, **model_overrides) -> TrainCon
     """The skill benchmark's CPU configuration (2 cores, within 60 minutes of training).
 
     4°×5°, L = 20, T = 8 three-hourly steps (a day), 16 filters, 2 ConvLSTM layers of 16,
-    emission memory over `SKILL_EMISSION_MEMORY_DAYS`, the loss in physical space (the
+    emission memory over `SKILL_EMISSION_MEMORY_DAYS` and advected emission memory over
+    `SKILL_ADVECTED_MEMORY_DAYS` (an ablation without it: ``advected_memory_days=()``), the
+    loss in physical space (the
     demo's variants: twice the physical-unit R² of the log-space loss at level 1), one tier
     on the year 2010 selected on December 2009.
 
     Args:
         data_dir: where ``skill_l20`` is built.
         out_dir: the training run's folder.
-        **model_overrides: `ModelConfig` fields to change (the ablations: ``fusion="none"``;
-            ``use_3d=False, fusion="none"``).
+        **model_overrides: `ModelConfig` fields to change (the ablations:
+            ``advected_memory_days=()``; ``fusion="none"``; ``use_3d=False, fusion="none"``).
     """
     fields = dict(
         levels=20,
@@ -86,6 +91,7 @@ def cpu_train_config(data_dir: str, out_dir: str, **model_overrides) -> TrainCon
         lstm_filters=16,
         lstm_layers=2,
         emission_memory_days=SKILL_EMISSION_MEMORY_DAYS,
+        advected_memory_days=SKILL_ADVECTED_MEMORY_DAYS,
     )
     model = ModelConfig.for_grid("coarse", **{**fields, **model_overrides})
     return TrainConfig(
@@ -107,13 +113,18 @@ def cpu_train_config(data_dir: str, out_dir: str, **model_overrides) -> TrainCon
 def native_train_config(data_dir: str, out_dir: str) -> TrainConfig:
     """The reference paper's shapes for a GPU: 2°×2.5° (``native_l20``, half-hourly), T = 48,
     64 filters, 3 ConvLSTM layers of 64, two tiers (pre-industrial, then modern), mixed
-    precision and XLA; the skill benchmark's emission memory and physical-space loss.
+    precision and XLA; the skill benchmark's emission memories (local and advected) and
+    physical-space loss.
 
     Not run here (no GPU on the CPU benchmark's machine); its cost per step is measured in
     ``docs/benchmarks/emulator_training.md`` at T = 4.
     """
     model = ModelConfig.for_grid(
-        "native", levels=20, time_steps=48, emission_memory_days=SKILL_EMISSION_MEMORY_DAYS
+        "native",
+        levels=20,
+        time_steps=48,
+        emission_memory_days=SKILL_EMISSION_MEMORY_DAYS,
+        advected_memory_days=SKILL_ADVECTED_MEMORY_DAYS,
     )
     return TrainConfig(
         data_dir=data_dir,

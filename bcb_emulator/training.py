@@ -519,6 +519,7 @@ def windows(dataset, config: TrainConfig, split: str, shuffle: bool):
         window=config.model.time_steps,
         target_transform=config.target_transform,
         emission_memory_days=config.model.emission_memory_days,
+        advected_memory_days=config.model.advected_memory_days,
         stride=config.stride if shuffle else 1,
         batch_size=config.batch_size,
         shuffle=shuffle,

@@ -8,8 +8,8 @@ recorded times of finished stages):
 2. the TFDS builder makes ``skill_l20`` in ``WORK/data`` (``--drop-netcdf`` then deletes the
    netCDF files, about 8 GB, once the dataset is built);
 3. ``model.fit`` trains `bcb_emulator.skill.cpu_train_config` into ``WORK/training/emulator``
-   and, with ``--ablations``, the same budget without fusion (concatenation) and without the
-   3D branch;
+   and, with ``--ablations [NAME ...]``, the same budget without the advected emission memory,
+   without fusion (concatenation) and without the 3D branch (`ABLATIONS`);
 4. the evaluation writes ``report.md``, its PNGs and ``metrics.json`` into ``--out`` (test =
    the year 2011, the long run; ``ood_pi``; ``ood_fire2021``), and ``README.md`` there holds
    the commands, the machine, the stage times and the targets' status.
@@ -33,6 +33,7 @@ import time
 
 #: Ablations trained with the emulator's budget: `ModelConfig` fields they change.
 ABLATIONS = {
+    "no_advection": dict(advected_memory_days=()),
     "no_fusion": dict(fusion="none"),
     "no_3d": dict(use_3d=False, fusion="none"),
 }
@@ -58,7 +59,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default="/tmp/bcb_skill", help="simulation, dataset, runs")
     parser.add_argument("--out", default="docs/skill", help="the report's folder")
-    parser.add_argument("--ablations", action="store_true", help="train the two ablations")
+    parser.add_argument(
+        "--ablations",
+        nargs="*",
+        choices=sorted(ABLATIONS),
+        default=None,
+        metavar="NAME",
+        help=f"train these ablations (all without a name): {', '.join(ABLATIONS)}",
+    )
     parser.add_argument(
         "--drop-netcdf", action="store_true", help="delete the netCDF files once built"
     )
@@ -98,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(modele)
     loads["after simulate and build"] = _load()
 
-    runs = {"emulator": {}, **(ABLATIONS if args.ablations else {})}
+    chosen = () if args.ablations is None else args.ablations or tuple(ABLATIONS)
+    runs = {"emulator": {}, **{name: ABLATIONS[name] for name in chosen}}
     dirs = {}
     for name, overrides in runs.items():
         config = skill.cpu_train_config(str(data), str(work / "training" / name), **overrides)
@@ -145,7 +154,7 @@ def _write_readme(out, report, dataset, times, loads, args, argv) -> None:
         "```bash",
         "make test   # creates .venv and installs (or make demo)",
         f".venv/bin/python benchmarks/bench_skill.py --work {args.work} --out {args.out}"
-        + (" --ablations" if args.ablations else "")
+        + ("" if args.ablations is None else " ".join([" --ablations", *args.ablations]))
         + (" --drop-netcdf" if args.drop_netcdf else ""),
         "```",
         "",

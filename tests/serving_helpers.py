@@ -53,13 +53,15 @@ def tiny_model_dir(dataset, out_dir: Path, target_transform: str = "log", **over
 
 #: The variant with the optional inputs and output space: emission memory, physical target.
 MEMORY_DAYS = (0.5,)
+ADVECTED_DAYS = (1.0,)
 
 
 def tiny_export(dataset, tmp_path_factory, variant: str = "default") -> Path:
     """The version folder of the tiny emulator, exported once per session.
 
     `variant`: ``"default"`` (the reference paper's inputs, log target) or ``"memory"``
-    (an emission-memory channel of τ = 0.5 days, target normalized in physical space).
+    (an emission-memory channel of τ = 0.5 days, an advected one of 1 day, target normalized
+    in physical space).
     """
     if variant not in _CACHE:
         from bcb_emulator.export import export_model
@@ -67,7 +69,11 @@ def tiny_export(dataset, tmp_path_factory, variant: str = "default") -> Path:
         root = tmp_path_factory.mktemp(f"tiny_export_{variant}")
         if variant == "memory":
             model_dir = tiny_model_dir(
-                dataset, root / "run", "none", emission_memory_days=MEMORY_DAYS
+                dataset,
+                root / "run",
+                "none",
+                emission_memory_days=MEMORY_DAYS,
+                advected_memory_days=ADVECTED_DAYS,
             )
         else:
             model_dir = tiny_model_dir(dataset, root / "run")

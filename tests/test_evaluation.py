@@ -150,13 +150,13 @@ def test_persistence_is_the_truth_one_day_earlier():
     np.testing.assert_array_equal([g[0, 0, 0] for g in got[4:]], np.arange(8.0))
 
 
-def _train_tiny(dataset, out, memory=(), transform="log"):
+def _train_tiny(dataset, out, memory=(), transform="log", advected=()):
     """A tiny emulator trained for one epoch on the tiny dataset, into `out`."""
     from tiny import tiny_model_config, tiny_train_config
 
     from bcb_emulator import training
 
-    model = tiny_model_config(dataset, emission_memory_days=memory)
+    model = tiny_model_config(dataset, emission_memory_days=memory, advected_memory_days=advected)
     config = tiny_train_config(
         dataset, out, model=model, per_level_metrics=False, target_transform=transform
     )
@@ -169,14 +169,14 @@ def trained(tiny_dataset, tmp_path_factory):
     return _train_tiny(tiny_dataset, tmp_path_factory.mktemp("eval_run"))
 
 
-def _direct_r2(dataset, model_dir, memory, transform):
+def _direct_r2(dataset, model_dir, memory, transform, advected=()):
     """Pooled area-weighted R² per level of a model on the train split, computed directly."""
     from bcb_emulator.models import load_emulator
 
     model = load_emulator(model_dir / "model.keras", compile=False)
     windows = dataset.windows(
         "train", window=2, batch_size=8, shuffle=False, seed=0, return_metadata=True,
-        emission_memory_days=memory,
+        emission_memory_days=memory, advected_memory_days=advected,
     )  # fmt: skip
     inputs, _, meta = next(windows.as_numpy_iterator())
     z = model.predict(inputs, verbose=0)
@@ -189,20 +189,22 @@ def _direct_r2(dataset, model_dir, memory, transform):
 
 
 def test_compared_models_with_their_own_memory_and_transform(trained, tiny_dataset, tmp_path):
-    """An ablation with emission memory and a physical-space loss, beside the emulator: each
-    gets its own input channels and its own inverse transform."""
+    """An ablation with emission memory, advected memory and a physical-space loss, beside the
+    emulator: each gets its own input channels and its own inverse transform."""
     from bcb_emulator.evaluation import run_evaluation
 
-    variant = _train_tiny(tiny_dataset, tmp_path / "variant", memory=(1.0,), transform="none")
+    variant = _train_tiny(
+        tiny_dataset, tmp_path / "variant", memory=(1.0,), transform="none", advected=(2.0,)
+    )
     run_evaluation(trained, ["train"], tmp_path / "r", compare={"variant": str(variant)},
                    progress=False)  # fmt: skip
     models = json.loads((tmp_path / "r" / "metrics.json").read_text())["splits"]["train"]["models"]
     assert list(models) == ["emulator", "variant", "nint", "persistence"]
-    for name, folder, memory, transform in (
-        ("emulator", trained, (), "log"),
-        ("variant", variant, (1.0,), "none"),
+    for name, folder, memory, transform, advected in (
+        ("emulator", trained, (), "log", ()),
+        ("variant", variant, (1.0,), "none", (2.0,)),
     ):
-        r2, *_ = _direct_r2(tiny_dataset, folder, memory, transform)
+        r2, *_ = _direct_r2(tiny_dataset, folder, memory, transform, advected)
         np.testing.assert_allclose(models[name]["r2"], r2, rtol=1e-4)
 
 

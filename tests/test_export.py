@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from serving_helpers import MEMORY_DAYS, TIME_STEPS, tiny_export, tiny_model_dir
+from serving_helpers import ADVECTED_DAYS, MEMORY_DAYS, TIME_STEPS, tiny_export, tiny_model_dir
 
 from bcb_emulator import export, predict
 from bcb_emulator.cli import main
@@ -284,31 +284,40 @@ def test_find_metrics_takes_only_a_report_of_this_model(tmp_path):
     assert export.find_metrics(model_dir) == model_dir / "metrics.json"
 
 
+def _advected(x2d, x3d, times, spec):
+    """The advected memory channels of consecutive physical steps (the loop reference)."""
+    from advection_reference import advected_memory
+
+    lev = spec.n_levels
+    u, v = x3d[..., :lev].mean(axis=-1), x3d[..., lev : 2 * lev].mean(axis=-1)
+    return advected_memory(x2d[..., 5], u, v, times, ADVECTED_DAYS, spec.grid).astype(np.float32)
+
+
 def test_emission_memory_and_a_physical_target_are_served_as_trained(
     tiny_dataset, tmp_path_factory
 ):
-    """A model with an emission-memory channel, its target normalized in physical space: the
-    signature takes the memory in the emission's units and gives what the Keras model gives on
-    the training pipeline's windows."""
+    """A model with an emission-memory channel and an advected one, its target normalized in
+    physical space: the signature takes the memories in the emission's units and gives what
+    the Keras model gives on the training pipeline's windows."""
     exported = export.ExportedModel.open(tiny_export(tiny_dataset, tmp_path_factory, "memory"))
     assert exported.target_transform == "none"
     contract = exported.contract
     assert contract["x2d_channels"][6]["name"] == "BCB_biomass_src memory 0.5 d"
-    assert contract["signatures"]["serving_default"]["inputs"]["x2d"]["shape"][-1] == 7
+    assert contract["x2d_channels"][7]["name"] == "BCB_biomass_src advected memory 1 d"
+    assert contract["signatures"]["serving_default"]["inputs"]["x2d"]["shape"][-1] == 8
     # What the model trained on: the pipeline's normalized windows with the memory.
     pipeline, _ = next(iter(tiny_dataset.windows(
         "train", window=TIME_STEPS, batch_size=16, shuffle=False, seed=0,
-        emission_memory_days=MEMORY_DAYS,
+        emission_memory_days=MEMORY_DAYS, advected_memory_days=ADVECTED_DAYS,
     )))  # fmt: skip
     # The contract: physical inputs, the memory kept in the emission's units by the caller.
     frames = list(tiny_dataset.frames("train").as_numpy_iterator())
     x2d = np.stack([f["x2d"] for f in frames])  # (8, H, W, 6)
     times = np.array([f["time"] for f in frames])
     memory, _, _ = predict.emission_memory(x2d[..., 5], times, MEMORY_DAYS)
-    seq = {
-        "x2d": np.concatenate([x2d, memory], axis=-1),
-        "x3d": np.stack([f["x3d"] for f in frames]),
-    }
+    x3d = np.stack([f["x3d"] for f in frames])
+    advected = _advected(x2d, x3d, times, tiny_dataset.spec)
+    seq = {"x2d": np.concatenate([x2d, memory, advected], axis=-1), "x3d": x3d}
     physical = {k: np.stack([v[s : s + TIME_STEPS] for s in range(6)]) for k, v in seq.items()}
     mean, std = export.x2d_moments(exported.stats, exported.model_config)
     np.testing.assert_allclose((physical["x2d"] - mean) / std, pipeline["x2d"], atol=1e-5)

@@ -261,18 +261,24 @@ def test_fold_needs_an_even_width_in_the_config():
 
 
 def test_emission_memory_and_target_transform_round_trip_and_are_checked(tmp_path):
-    model = ModelConfig(height=8, width=12, levels=3, emission_memory_days=(1.0, 3))
-    assert model.x2d_channels == 8
+    model = ModelConfig(
+        height=8, width=12, levels=3, emission_memory_days=(1.0, 3), advected_memory_days=(2.0,)
+    )
+    assert model.x2d_channels == 9
     config = TrainConfig("d", "c", "o", model=model, target_transform="none")
     config.save(tmp_path / "c.json")
     assert TrainConfig.load(tmp_path / "c.json") == config  # tuples survive JSON lists
     with pytest.raises(ValueError, match="`emission_memory_days` must be a tuple of positive"):
         ModelConfig(emission_memory_days=(1.0, -2.0))
+    with pytest.raises(ValueError, match="`advected_memory_days` must be a tuple of positive"):
+        ModelConfig(advected_memory_days=(0.0,))
+    with pytest.raises(TypeError, match="`advected_memory_days` of ModelConfig must be a tuple"):
+        ModelConfig(advected_memory_days=[1.0])
     with pytest.raises(ValueError, match="`target_transform` must be one of"):
         TrainConfig("d", "c", "o", target_transform="sqrt")
     small = dict(time_steps=2, encoder_filters=8, lstm_filters=8, sft_hidden=8, groups=4)
     emulator = build_emulator(dataclasses.replace(model, **small))
-    assert emulator.input["x2d"].shape == (None, 2, 8, 12, 8)
+    assert emulator.input["x2d"].shape == (None, 2, 8, 12, 9)
 
 
 @pytest.mark.parametrize(

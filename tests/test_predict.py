@@ -9,7 +9,8 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import pytest
-from serving_helpers import MEMORY_DAYS, TIME_STEPS, tiny_export
+from advection_reference import advected_memory
+from serving_helpers import ADVECTED_DAYS, MEMORY_DAYS, TIME_STEPS, tiny_export
 
 from bcb_emulator import export, predict, variables
 from bcb_emulator.cli import main
@@ -247,10 +248,13 @@ def test_emission_memory_is_carried_across_days_and_through_a_resume(
     x2d = np.concatenate([d.x2d for d in days])[2:]  # (14, H, W, 6)
     times = np.concatenate([d.times for d in days])[2:]
     memory, _, _ = predict.emission_memory(x2d[..., 5], times, MEMORY_DAYS)
-    seq = {
-        "x2d": np.concatenate([x2d, memory], axis=-1),
-        "x3d": np.concatenate([d.x3d for d in days])[2:],
-    }
+    x3d = np.concatenate([d.x3d for d in days])[2:]
+    lev = spec.n_levels
+    advected = advected_memory(
+        x2d[..., 5], x3d[..., :lev].mean(-1), x3d[..., lev : 2 * lev].mean(-1), times,
+        ADVECTED_DAYS, spec.grid,
+    )  # fmt: skip
+    seq = {"x2d": np.concatenate([x2d, memory, advected], axis=-1), "x3d": x3d}
     windows = {k: np.stack([v[s : s + TIME_STEPS] for s in range(12)]) for k, v in seq.items()}
     expected = exported.load().signatures["serving_default"](**windows)["bcb"].numpy()
     written = np.transpose(np.concatenate([_bcb(p) for p in summary.written]), (0, 2, 3, 1))

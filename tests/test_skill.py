@@ -37,14 +37,19 @@ def test_skill_runs_cover_every_split_and_hold_out_a_year():
     assert set(skill.SKILL_EVALUATION_SPLITS) <= {s.name for s in spec.splits}
 
 
-@pytest.mark.parametrize("ablation", [{}, {"fusion": "none"}, {"use_3d": False, "fusion": "none"}])
+@pytest.mark.parametrize(
+    "ablation",
+    [{}, {"advected_memory_days": ()}, {"fusion": "none"}, {"use_3d": False, "fusion": "none"}],
+)
 def test_cpu_config_and_its_ablations_build(ablation):
     from bcb_emulator.models import build_emulator
 
     config = skill.cpu_train_config("data", "run", **ablation)
     assert config.builder_config == skill.SKILL_BUILDER_CONFIG
     model = build_emulator(config.model)
-    assert model.input["x2d"].shape == (None, 8, 46, 72, 6 + len(skill.SKILL_EMISSION_MEMORY_DAYS))
+    advected = ablation.get("advected_memory_days", skill.SKILL_ADVECTED_MEMORY_DAYS)
+    channels = 6 + len(skill.SKILL_EMISSION_MEMORY_DAYS) + len(advected)
+    assert model.input["x2d"].shape == (None, 8, 46, 72, channels)
     assert ("x3d" in model.input) == ablation.get("use_3d", True)
     assert model.output.shape == (None, 46, 72, 20)
 

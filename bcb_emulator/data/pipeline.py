@@ -38,6 +38,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from bcb_emulator.data.dataset import BuiltDataset
+from bcb_emulator.data.normalization import NormalizationStats
+from bcb_emulator.grid import Grid
 
 #: Default memory budget of one chunk of frames, bytes (about twice that is resident: the
 #: chunk and the frames tf.data buffers to cut the next one).
@@ -69,6 +71,7 @@ def make_windows(
     drop_remainder: bool = False,
     chunk_frames: int | None = None,
     emission_memory_days: tuple[float, ...] = (),
+    advected_memory_days: tuple[float, ...] = (),
 ) -> tf.data.Dataset:
     """Batches of windows of `window` consecutive steps of `split`, ready for ``model.fit``.
 
@@ -91,10 +94,12 @@ def make_windows(
         chunk_frames: steps held in memory at a time; default fits :data:`CHUNK_BYTES`.
         emission_memory_days: time scales τ (days) of emission-memory channels appended to
             ``x2d`` (see :func:`emission_memory`); empty for none.
+        advected_memory_days: time scales τ (days) of advected emission-memory channels
+            appended after those (see :func:`advected_memory`); empty for none.
 
     Returns:
         A dataset of ``({"x2d": (B, T, H, W, 6 + M), "x3d": (B, T, H, W, 8·L)},
-        y (B, H, W, L))`` with `M` memory channels,
+        y (B, H, W, L))`` with `M` memory channels (emission memory, then advected),
         float32, plus the metadata dict if `return_metadata`; its cardinality is the number of
         batches (`BuiltDataset.num_batches`).
     """
@@ -111,7 +116,7 @@ def make_windows(
             f"{dataset.path}. Received: window={window}"
         )
     h, w = spec.grid.shape
-    n2d = 6 + len(emission_memory_days)
+    n2d = 6 + len(emission_memory_days) + len(advected_memory_days)
     frame_bytes = 4 * h * w * (n2d + 8 * spec.n_levels + 3 * spec.n_levels) + 8
     if chunk_frames is None:
         chunk_frames = max(window + stride, CHUNK_BYTES // frame_bytes)
@@ -130,6 +135,10 @@ def make_windows(
     frames = frames.map(frame, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if emission_memory_days:
         frames = emission_memory(frames, emission_memory_days)  # x2d: (H, W, 6 + M)
+    if advected_memory_days:
+        frames = advected_memory(
+            frames, advected_memory_days, grid=spec.grid, n_levels=spec.n_levels, stats=stats
+        )
 
     # Chunks of consecutive frames, overlapping by window - 1 steps; each gets an epoch seed.
     chunks = frames.window(chunk_len, shift=shift, drop_remainder=False)
@@ -221,3 +230,122 @@ def _window_starts(
     no_gap = tf.gather(bad, starts + window - 1) - tf.gather(bad, starts) == 0
     keep = no_gap & (starts < shift) & (starts % stride == 0)
     return tf.boolean_mask(starts, keep)
+
+
+def column_wind(x3d, n_levels: int):
+    """``(u, v)``, each ``(..., H, W)``: the mean wind of the `n_levels` layers of physical
+    ``x3d`` ``(..., H, W, 8·L)`` (``u`` and ``v`` are its first two variables), m/s."""
+    return (
+        tf.reduce_mean(x3d[..., :n_levels], axis=-1),
+        tf.reduce_mean(x3d[..., n_levels : 2 * n_levels], axis=-1),
+    )
+
+
+class AdvectedMemory:
+    """One step of the advected emission memory on `grid` for time scales `days`.
+
+    ``m_τ(t) = a · S(m_τ(t_prev)) + (1 − a) · e(t)`` with ``a = exp(−(t − t_prev) / τ)``, where
+    ``S`` moves the field along the wind over ``t − t_prev`` (at most a day): a semi-Lagrangian
+    step, each cell taking the bilinear interpolation of the previous field at its departure
+    point, periodic in longitude and clamped at the pole rows (whose zonal distance is their
+    neighbours'). Bilinear weights sum to 1, so ``S`` commutes with a normalization
+    ``(e − mean) / std``: the memory of the normalized emission is the normalized memory.
+    No physics beyond the wind: no convection, no deposition, no vertical structure, and a
+    numerically diffusive scheme; the network corrects the rest.
+
+    Used by the training pipeline (`advected_memory`) and by ``bcb-emulator predict``: one
+    implementation for both.
+    """
+
+    def __init__(self, grid: Grid, days: tuple[float, ...]):
+        import numpy as np
+
+        from bcb_emulator.grid import EARTH_RADIUS
+
+        self.shape = grid.shape
+        self.tau = tf.constant(days, tf.float64)  # (M,)
+        cos_lat = np.cos(np.deg2rad(grid.lat))
+        cos_lat[0], cos_lat[-1] = cos_lat[1], cos_lat[-2]
+        # Cells per metre: rows along the meridian, columns along the parallel.
+        self.rows_per_m = float(1.0 / (EARTH_RADIUS * np.deg2rad(grid.dlat)))
+        self.cols_per_m = tf.constant(
+            (1.0 / (EARTH_RADIUS * cos_lat * np.deg2rad(grid.dlon)))[:, None], tf.float32
+        )  # (H, 1)
+
+    def shift(self, field, u, v, seconds):
+        """`field` ``(H, W, M)`` at the departure points of the wind `u`, `v` ``(H, W)`` (m/s)
+        over `seconds`."""
+        h, w = self.shape
+        rows = tf.range(h, dtype=tf.float32)[:, None]  # (H, 1)
+        cols = tf.range(w, dtype=tf.float32)[None, :]  # (1, W)
+        r = tf.clip_by_value(rows - v * seconds * self.rows_per_m, 0.0, h - 1.0)  # (H, W)
+        c = cols - u * seconds * self.cols_per_m  # (H, W)
+        r0, c0 = tf.floor(r), tf.floor(c)
+        fr, fc = (r - r0)[..., None], (c - c0)[..., None]  # (H, W, 1)
+        r0 = tf.cast(r0, tf.int32)
+        r1 = tf.minimum(r0 + 1, h - 1)
+        c0 = tf.math.floormod(tf.cast(c0, tf.int32), w)
+        c1 = tf.math.floormod(c0 + 1, w)
+
+        def at(i, j):
+            return tf.gather_nd(field, tf.stack([i, j], axis=-1))  # (H, W, M)
+
+        south = (1 - fc) * at(r0, c0) + fc * at(r0, c1)
+        north = (1 - fc) * at(r1, c0) + fc * at(r1, c1)
+        return (1 - fr) * south + fr * north
+
+    def step(self, memory, emission, u, v, elapsed_days):
+        """The memory ``(H, W, M)`` after `elapsed_days` (float64; ``inf`` at the first step,
+        which returns the emission) with `emission` ``(H, W)`` and wind `u`, `v` ``(H, W)``."""
+        elapsed = tf.cast(elapsed_days, tf.float64)
+        a = tf.cast(tf.exp(-elapsed / self.tau), tf.float32)  # (M,); 0 at the start
+        seconds = tf.cast(tf.minimum(elapsed, 1.0) * 86400.0, tf.float32)
+        moved = self.shift(tf.cast(memory, tf.float32), u, v, seconds)
+        return a * moved + (1.0 - a) * tf.cast(emission, tf.float32)[..., None]
+
+
+def advected_memory(
+    frames: tf.data.Dataset,
+    days: tuple[float, ...],
+    *,
+    grid: Grid,
+    n_levels: int,
+    stats: NormalizationStats | None,
+) -> tf.data.Dataset:
+    """Appends to each frame's ``x2d`` the advected emission memory (`AdvectedMemory`): for each
+    τ in `days`, the emission channel (``BCB_biomass_src``, channel 5) carried along the mean
+    wind of the dataset's `n_levels` layers (`column_wind`) and forgotten with time scale τ,
+    over the split up to this step: where the fires of the last days have blown their smoke,
+    not only where they burn (:func:`emission_memory`). Like the local memory it is a
+    weighted mean of the (normalized) emission, with its scale, and starts at the split's
+    first emission; a gap in time decays it and moves it (by at most a day's wind). Inputs
+    only — never the target.
+
+    Args:
+        frames: the split's frames in time order, tuples ``(x2d (H, W, C), x3d (H, W, 8·L),
+            y, time, …)``, ``x3d`` normalized with `stats` (physical if `stats` is None).
+        days: the time scales τ, days.
+        grid: the dataset's horizontal grid.
+        n_levels: ``L``.
+        stats: the statistics `frames` are normalized with, or None.
+
+    Returns:
+        The frames with ``len(days)`` more ``x2d`` channels.
+    """
+    advection = AdvectedMemory(grid, days)
+    if stats is not None:
+        mean = tf.constant(stats.x3d_mean[: 2 * n_levels], tf.float32)  # u, v channels
+        std = tf.constant(stats.x3d_std[: 2 * n_levels], tf.float32)
+    start = (tf.constant(-float("inf"), tf.float64), tf.zeros((*grid.shape, len(days))))
+
+    def step(state, frame):
+        previous_time, memory = state
+        x2d, x3d, time = frame[0], frame[1], frame[3]
+        wind = x3d[..., : 2 * n_levels]  # (H, W, 2L)
+        if stats is not None:
+            wind = wind * std + mean
+        u, v = column_wind(wind, n_levels)  # (H, W) each
+        memory = advection.step(memory, x2d[..., 5], u, v, time - previous_time)  # (H, W, M)
+        return (time, memory), (tf.concat([x2d, memory], axis=-1), *frame[1:])
+
+    return frames.scan(start, step)

@@ -44,11 +44,13 @@ class TrainedModel:
         model: the Keras model (normalized windows in, normalized BCB out).
         target_transform: the space its target was normalized in (``TrainConfig``).
         emission_memory_days: its emission-memory channels (``ModelConfig``).
+        advected_memory_days: its advected emission-memory channels (``ModelConfig``).
     """
 
     model: object
     target_transform: str = "log"
     emission_memory_days: tuple[float, ...] = ()
+    advected_memory_days: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass
@@ -168,6 +170,7 @@ def load_models(model_dir, compare: Mapping[str, str] | None = None):
             load_emulator(folder / MODEL_FILE, compile=False),
             config.target_transform,
             config.model.emission_memory_days,
+            config.model.advected_memory_days,
         )
     config = configs[EMULATOR]
     for name, other in configs.items():
@@ -225,8 +228,13 @@ def evaluate(
     stats = dataset.stats
     # One set of windows for every model: the memory channels of all, each model taking its own.
     memory = tuple(sorted({tau for m in models.values() for tau in m.emission_memory_days}))
+    advected = tuple(sorted({tau for m in models.values() for tau in m.advected_memory_days}))
     channels = {
-        name: [*range(6), *(6 + memory.index(tau) for tau in m.emission_memory_days)]
+        name: [
+            *range(6),
+            *(6 + memory.index(tau) for tau in m.emission_memory_days),
+            *(6 + len(memory) + advected.index(tau) for tau in m.advected_memory_days),
+        ]
         for name, m in models.items()
     }
     results = {}
@@ -251,7 +259,7 @@ def evaluate(
         persistence = Persistence(dataset.spec.steps_per_day)
         windows = dataset.windows(
             split, window=window, batch_size=batch_size, shuffle=False, seed=0,
-            return_metadata=True, emission_memory_days=memory,
+            return_metadata=True, emission_memory_days=memory, advected_memory_days=advected,
         )  # fmt: skip
         n_batches = int(windows.cardinality())
         for inputs, _, meta in tqdm.tqdm(
