@@ -327,6 +327,11 @@ class _Memory:
         if not self:
             return
         emission = inputs["x2d"][..., EMISSION_CHANNEL]  # (S, H, W)
+        if not len(times):  # no context (T = 1): no channels to compute, nothing to carry
+            width = len(self.days) + len(self.advected_days)
+            shape = (*inputs["x2d"].shape[:-1], inputs["x2d"].shape[-1] + width)
+            inputs["x2d"] = np.zeros(shape, np.float32)
+            return
         parts = [inputs["x2d"]]
         time = context.time
         if self.days:

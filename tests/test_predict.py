@@ -268,6 +268,39 @@ def test_emission_memory_is_carried_across_days_and_through_a_resume(
     assert export.relative_error(redone, first, exported.stats.log_offset) < 1e-5
 
 
+def test_a_model_without_context_carries_both_memories(tiny_dataset, tmp_path):
+    """T = 1 (no context frames): the memories start at the range's first step and the files
+    hold the model on each step with them."""
+    from serving_helpers import tiny_model_dir
+
+    model_dir = tiny_model_dir(
+        tiny_dataset, tmp_path / "run", "none", time_steps=1, emission_memory_days=(0.5,),
+        advected_memory_days=(1.0,),
+    )  # fmt: skip
+    version = export.export_model(model_dir, "t1", tmp_path / "saved", dataset=tiny_dataset)
+    exported = export.ExportedModel.open(version)
+    summary = predict.predict_files(
+        exported.path, DUMMY_DATA, DAYS[0], DAYS[1], tmp_path / "out", progress=False
+    )
+    spec = exported.spec
+    days = [reader.read_day(DUMMY_DATA, parse_date(d), spec) for d in DAYS[:2]]
+    x2d, x3d = np.concatenate([d.x2d for d in days]), np.concatenate([d.x3d for d in days])
+    times = np.concatenate([d.times for d in days])
+    memory, _, _ = predict.emission_memory(x2d[..., 5], times, (0.5,))
+    lev = spec.n_levels
+    advected = advected_memory(
+        x2d[..., 5], x3d[..., :lev].mean(-1), x3d[..., lev : 2 * lev].mean(-1), times, (1.0,),
+        spec.grid,
+    )  # fmt: skip
+    windows = {
+        "x2d": np.concatenate([x2d, memory, advected], axis=-1)[:, None].astype(np.float32),
+        "x3d": x3d[:, None],
+    }
+    expected = exported.load().signatures["serving_default"](**windows)["bcb"].numpy()
+    written = np.transpose(np.concatenate([_bcb(p) for p in summary.written]), (0, 2, 3, 1))
+    assert export.relative_error(written, expected, exported.stats.log_offset) < 1e-5
+
+
 def test_emission_memory_follows_the_recurrence():
     emission = np.array([[[2.0]], [[0.0]], [[0.0]]])  # (3, 1, 1): one cell, a burst then none
     times = np.array([0.0, 0.5, 1.5])
