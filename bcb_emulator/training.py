@@ -310,7 +310,8 @@ def compile_emulator(model, config: TrainConfig, tier: Tier, steps: int, strateg
 
     AdamW (`TrainConfig.weight_decay`) on a cosine schedule from `tier.learning_rate` over
     ``tier.epochs × steps`` steps with a linear warm-up (`TrainConfig.warmup_fraction`); loss
-    `MseMae` (cell-area weighted if `TrainConfig.area_weighted`); metrics ``r2`` (mean R² over
+    `MseMae` (``(MSE + MAE) / 2``, or the MSE alone with `TrainConfig.loss` ``"mse"``; cell-area
+    weighted if `TrainConfig.area_weighted`); metrics ``r2`` (mean R² over
     levels, also holding the per-level moments `level_logger` reads) and ``r2_l01``. Under
     `strategy`'s scope when one is given.
     """
@@ -337,7 +338,7 @@ def compile_emulator(model, config: TrainConfig, tier: Tier, steps: int, strateg
         skill = R2Score(m.levels, name="r2")  # also holds what per-level r needs
         model.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-            loss=MseMae(row_areas),
+            loss=MseMae(row_areas, mae=config.loss == "mse_mae"),
             metrics=[skill, R2Score(m.levels, level=0, name="r2_l01")],
             jit_compile=config.jit_compile,
         )

@@ -327,3 +327,45 @@ def test_a_config_file_must_be_an_object(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="`TrainConfig` must be a JSON object.*Received: list"):
         TrainConfig.load(path)
+
+
+def test_mse_loss_is_minimized_by_the_mean_and_mse_mae_below_it():
+    """The MSE alone (`TrainConfig.loss="mse"`) equals the area-weighted mean squared error and
+    its best constant is the mean; with the MAE half the best constant of a skewed sample
+    (most cells clean, one plume) lies below the mean: the low bias of the paper's loss."""
+    g = grid.get_grid("coarse")
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(2, g.jm, g.im, 3)).astype("float32")
+    pred = rng.normal(size=y.shape).astype("float32")
+    areas = g.area[:, 0]
+    w = (areas / areas.mean())[None, :, None, None]
+    expected = np.mean(np.mean(w * (y - pred) ** 2, axis=(1, 2, 3)))
+    loss = MseMae(areas, mae=False)
+    assert loss.name == "mse" and MseMae().name == "mse_mae"
+    np.testing.assert_allclose(float(loss(y, pred)), expected, rtol=1e-5)
+    assert MseMae.from_config(loss.get_config()).mae is False
+    skewed = np.zeros((1, 4, 4, 1), "float32")
+    skewed[0, 0, 0] = 16.0  # one plume in 16 cells: mean 1, median 0
+    constants = np.linspace(0.0, 2.0, 201)
+    # d/dc of the 16 cells' sum: MSE 2(16c − 16) → c = 1; with MAE 16c − 9 → c = 9/16
+    for mae, best in ((False, 1.0), (True, 9 / 16)):
+        values = [float(MseMae(mae=mae)(skewed, np.full_like(skewed, c))) for c in constants]
+        assert constants[int(np.argmin(values))] == pytest.approx(best, abs=0.011)
+
+
+def test_train_config_loss_is_a_checked_choice_that_compiles(tmp_path):
+    from bcb_emulator.training import compile_emulator
+
+    with pytest.raises(ValueError, match="`loss` must be one of"):
+        TrainConfig("d", "c", "o", loss="mae")
+    assert TrainConfig("d", "c", "o").loss == "mse_mae"  # the reference paper's
+    model_config = ModelConfig(
+        height=8, width=12, levels=3, time_steps=2, encoder_filters=8, lstm_filters=8,
+        sft_hidden=8, groups=4, lstm_layers=1,
+    )  # fmt: skip
+    config = TrainConfig("d", "c", "o", model=model_config, loss="mse")
+    config.save(tmp_path / "c.json")
+    assert TrainConfig.load(tmp_path / "c.json").loss == "mse"
+    model = build_emulator(model_config)
+    compile_emulator(model, config, config.tiers[0], steps=1)
+    assert model.loss.name == "mse" and model.loss.mae is False
