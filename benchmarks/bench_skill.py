@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         _stage(times, f"train {name}", times_path,
                lambda c=config: train(c, dataset=dataset, verbose=2), done)  # fmt: skip
         dirs[name] = config.out_dir
-        loads[f"after train {name}"] = _load()
+        loads[f"after train {name}" + (" (reused)" if done else "")] = _load()
 
     compare = {name: folder for name, folder in dirs.items() if name != "emulator"}
     report = _stage(
@@ -149,8 +149,10 @@ def _write_readme(out, report, dataset, times, loads, args, argv) -> None:
     lines = [
         "# The skill benchmark (CPU configuration)",
         "",
-        "Made by one run of `benchmarks/bench_skill.py`; the report is [report.md](report.md), "
-        "its numbers in [metrics.json](metrics.json).",
+        "Made by `benchmarks/bench_skill.py`; the report is [report.md](report.md), its numbers "
+        "in [metrics.json](metrics.json). The benchmark resumes: a stage finished by an earlier "
+        "run of the same command (simulation, dataset, a trained model) is reused with the time "
+        "recorded when it ran; the load averages are this run's.",
         "",
         "## Commands",
         "",
