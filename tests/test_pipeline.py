@@ -261,7 +261,7 @@ def test_emission_memory_is_the_decaying_mean_of_past_emissions(tiny_dataset, ga
     np.testing.assert_allclose(got, np.array(expected), rtol=1e-5, atol=1e-6)
 
 
-def _seconds_per_cell(grid, row: int) -> tuple[float, float]:
+def _metres_per_cell(grid, row: int) -> tuple[float, float]:
     """Metres of one column at `row` and of one row (the advection's geometry)."""
     from bcb_emulator.grid import EARTH_RADIUS
 
@@ -285,8 +285,8 @@ def test_advection_moves_a_field_by_the_wind_and_wraps_in_longitude():
     rng = np.random.default_rng(0)
     field = rng.uniform(size=(h, w, 1)).astype(np.float32)
     seconds = 3 * 3600.0
-    col_m = np.array([_seconds_per_cell(grid, i)[0] for i in range(h)])[:, None]  # (H, 1)
-    row_m = _seconds_per_cell(grid, 1)[1]
+    col_m = np.array([_metres_per_cell(grid, i)[0] for i in range(h)])[:, None]  # (H, 1)
+    row_m = _metres_per_cell(grid, 1)[1]
     zero = np.zeros((h, w), np.float32)
     east = np.broadcast_to(col_m / seconds, (h, w)).astype(np.float32)
     moved = advection.shift(field, east, zero, seconds).numpy()
